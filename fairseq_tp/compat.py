@@ -1,0 +1,58 @@
+"""What makes fairseq 0.12 checkpoints load on today's torch, and RDM's --load-ema-weights.
+
+* torch >= 2.6 unpickles with ``weights_only=True``; fairseq checkpoints also
+  pickle ``argparse.Namespace`` (the legacy model config), so we allow-list it
+  and nothing else that a real checkpoint has not been shown to need.
+* Stock fairseq-generate loads ``state["model"]``; no task or model hook sees
+  ``extra_state["ema"]``.  While a task with ``load_ema_weights`` loads its
+  models, fairseq's checkpoint reader returns the EMA weights as the model's.
+"""
+import argparse
+import contextvars
+import functools
+
+import torch
+from fairseq import checkpoint_utils
+
+from .errors import UsageError
+
+SAFE_GLOBALS = [argparse.Namespace]
+
+_load_ema = contextvars.ContextVar("fairseq_tp_load_ema", default=False)
+
+
+def allow_fairseq_checkpoints() -> None:
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
+
+
+def swap_in_ema(state: dict, path: str) -> dict:
+    ema = (state.get("extra_state") or {}).get("ema")
+    if ema is None:
+        raise UsageError(f"--load-ema-weights: {path} holds no EMA weights (train with --store-ema)")
+    state["model"] = ema
+    return state
+
+
+def install_ema_loading() -> None:
+    """Wrap fairseq's checkpoint loading once; inert unless a task asks for EMA weights."""
+    if getattr(checkpoint_utils, "_fairseq_tp_wrapped", False):
+        return
+    read_checkpoint = checkpoint_utils.load_checkpoint_to_cpu
+    load_ensemble = checkpoint_utils.load_model_ensemble_and_task
+
+    @functools.wraps(read_checkpoint)
+    def load_checkpoint_to_cpu(path, *args, **kwargs):
+        state = read_checkpoint(path, *args, **kwargs)
+        return swap_in_ema(state, path) if _load_ema.get() else state
+
+    @functools.wraps(load_ensemble)
+    def load_model_ensemble_and_task(filenames, arg_overrides=None, task=None, *args, **kwargs):
+        token = _load_ema.set(bool(getattr(task, "wants_ema_weights", False)))
+        try:
+            return load_ensemble(filenames, arg_overrides, task, *args, **kwargs)
+        finally:
+            _load_ema.reset(token)
+
+    checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
+    checkpoint_utils.load_model_ensemble_and_task = load_model_ensemble_and_task
+    checkpoint_utils._fairseq_tp_wrapped = True

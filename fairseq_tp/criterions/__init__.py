@@ -1,0 +1,2 @@
+"""Criteria (fairseq glue)."""
+from . import diffusion_loss  # noqa: F401

@@ -1,0 +1,109 @@
+"""Absorbing (masking) diffusion and its reparameterised variant.
+
+At timestep t (0-based) each token is masked with probability (t+1)/T.
+The exact reverse jump t -> s unmasks a masked token with probability
+(t-s)/(t+1); s = -1 unmasks everything.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float
+from .decoding import DecodeState, pick_tokens
+
+REWEIGHTING_TYPES = ("linear", "reciprocal", "none")
+
+
+class AbsorbingDiffusion(DiscreteDiffusion):
+    def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
+                 not_diffusing_special_sym=False, lambda_direct_xentropy=-1.0):
+        super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask)
+        self.not_diffusing_special_sym = not_diffusing_special_sym
+        self.lambda_direct_xentropy = lambda_direct_xentropy
+
+    # -- forward process ----------------------------------------------------
+    def mask_probability(self, t: torch.Tensor) -> torch.Tensor:
+        return (t.double() + 1) / self.num_timesteps
+
+    def marginal(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t | x0) as probabilities [B, L, V] (for tests and analysis)."""
+        p = self.mask_probability(t).view(-1, *([1] * x0.dim()))
+        probs = F.one_hot(x0, self.vocab_size).double() * (1 - p)
+        probs[..., self.mask] += p[..., 0]
+        return probs
+
+    def unmask_probability(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """q(x_s = x0 | x_t = mask, x0)."""
+        return (t - s).double() / (t.double() + 1)
+
+    def corrupt(self, x0, t):
+        masked = torch.rand(x0.shape, device=x0.device) < self.mask_probability(t).float().unsqueeze(-1)
+        if self.not_diffusing_special_sym:
+            masked &= self.non_special(x0)
+        return {"x_t": x0.masked_fill(masked, self.mask), "masked": masked}
+
+    # -- training loss ------------------------------------------------------
+    def reweighting(self, t: torch.Tensor) -> torch.Tensor:
+        return 1.0 / (t.float() + 1)
+
+    def loss(self, logits, x0, corrupted, t, weight, label_smoothing):
+        masked = corrupted["masked"]
+        # Averaged over all positions, as RDM does: unmasked ones add zero.
+        nll_per_sentence = cross_entropy_per_position(logits, x0.masked_fill(~masked, -1), -1).mean(1)
+        nll = mean_in_float(weight * self.reweighting(t) * nll_per_sentence)
+        loss = nll
+        if label_smoothing > 0:
+            uniform_term = F.log_softmax(logits, dim=-1).mean(-1).masked_fill(~masked, 0.0).mean(1)
+            loss = nll * (1 - label_smoothing) - mean_in_float(weight * uniform_term) * label_smoothing
+        if self.lambda_direct_xentropy > 0:
+            direct = cross_entropy_per_position(logits, x0).mean(1)
+            loss = loss + self.lambda_direct_xentropy * mean_in_float(weight * direct)
+        return loss, nll
+
+    # -- decoding -----------------------------------------------------------
+    def network_time_at_decoding(self, t):
+        # RDM trains with t but feeds t + 1 when decoding absorbing models; kept
+        # so that its checkpoints decode as they do under RDM.
+        return t + 1
+
+    def initial_tokens(self, lengths, max_length, rng):
+        body = torch.full((lengths.size(0), max_length), self.mask, dtype=torch.long, device=lengths.device)
+        return self._frame(body, lengths)
+
+    def x0_log_probs(self, logits, tokens, non_special):
+        logits = logits.clone()
+        logits[..., self.mask] = -math.inf  # never predict the mask itself
+        return torch.log_softmax(logits, dim=-1)
+
+    def noise_tokens(self, tokens, t, s, rng):
+        return torch.full_like(tokens, self.mask)
+
+    def default_step(self, state, log_x0, t, s, non_special, options, rng):
+        scores, predicted = pick_tokens(log_x0, options, rng)
+        p_unmask = self.unmask_probability(t, s).to(scores.dtype).unsqueeze(1)
+        unmask = (rng.uniform(state.tokens.shape, state.tokens.device) < p_unmask) & state.tokens.eq(self.mask)
+        tokens = torch.where(unmask, predicted, state.tokens)
+        return DecodeState(tokens, scores, tokens.eq(self.mask))
+
+
+class ReparamAbsorbingDiffusion(AbsorbingDiffusion):
+    """Same process and decoding; only the loss weighting differs (RDM's reweighting types)."""
+
+    def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
+                 not_diffusing_special_sym=False, reweighting_type="linear"):
+        super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask, not_diffusing_special_sym)
+        if reweighting_type not in REWEIGHTING_TYPES:
+            raise ValueError(f"unknown --reweighting-type '{reweighting_type}' (choose from {', '.join(REWEIGHTING_TYPES)})")
+        self.reweighting_type = reweighting_type
+
+    def reweighting(self, t):
+        return reweight(self.reweighting_type, t, self.num_timesteps)
+
+
+def reweight(kind: str, t: torch.Tensor, num_timesteps: int) -> torch.Tensor:
+    if kind == "reciprocal":
+        return 1.0 / (t.float() + 1)
+    if kind == "linear":
+        return 1 - t.float() / num_timesteps
+    return torch.ones_like(t, dtype=torch.float)

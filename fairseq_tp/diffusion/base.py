@@ -1,0 +1,97 @@
+"""What every discrete diffusion process shares: special symbols, time sampling for
+training, and the reverse step from timestep t to any earlier s.
+
+Timesteps are 0-based (t in [0, T)); the target ``s = -1`` means x0.
+Families override only where their math differs.
+"""
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .decoding import DecodeState, DecodingOptions, RandomSource, pick_tokens, reparam_route
+
+
+def mean_in_float(x: torch.Tensor, dim=None) -> torch.Tensor:
+    return (x.float().mean() if dim is None else x.float().mean(dim)).type_as(x)
+
+
+class DiscreteDiffusion(nn.Module):
+    def __init__(self, num_timesteps: int, vocab_size: int, pad: int, bos: int, eos: int, mask: int):
+        super().__init__()
+        self.num_timesteps = num_timesteps
+        self.vocab_size = vocab_size
+        self.pad, self.bos, self.eos, self.mask = pad, bos, eos, mask
+
+    def non_special(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.ne(self.pad) & tokens.ne(self.bos) & tokens.ne(self.eos)
+
+    # -- training -----------------------------------------------------------
+    def sample_time(self, batch_size: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Uniform t with its importance weight 1/p(t) = T (RDM's uniform sampler)."""
+        t = torch.randint(0, self.num_timesteps, (batch_size,), device=device)
+        return t, torch.full((batch_size,), float(self.num_timesteps), device=device)
+
+    def corrupt(self, x0: torch.Tensor, t: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Draw x_t ~ q(x_t | x0); returns at least ``x_t`` plus what :meth:`loss` needs."""
+        raise NotImplementedError
+
+    def loss(self, logits, x0, corrupted, t, weight, label_smoothing: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(loss, nll) for network outputs ``logits`` [B, L, V] on ``corrupted``."""
+        raise NotImplementedError
+
+    # -- decoding -----------------------------------------------------------
+    def network_time_at_decoding(self, t: torch.Tensor) -> torch.Tensor:
+        """The time value the network sees when denoising x_t (RDM's convention per family)."""
+        return t
+
+    def initial_tokens(self, lengths: torch.Tensor, max_length: int, rng: RandomSource) -> torch.Tensor:
+        """x_{T-1} for target ``lengths`` (bos + words + eos), padded to ``max_length``."""
+        raise NotImplementedError
+
+    def _frame(self, body: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(body.size(1), device=body.device)[None, :]
+        tokens = body.masked_fill(positions >= lengths[:, None], self.pad)
+        tokens[:, 0] = self.bos
+        return tokens.scatter(1, (lengths - 1)[:, None], self.eos)
+
+    def x0_log_probs(self, logits: torch.Tensor, tokens: torch.Tensor, non_special: torch.Tensor) -> torch.Tensor:
+        """log p(x0 | x_t) from the network's logits."""
+        raise NotImplementedError
+
+    def noise_tokens(self, tokens: torch.Tensor, t: torch.Tensor, s: torch.Tensor, rng: RandomSource) -> torch.Tensor:
+        """What a position routed back to noise at s becomes (reparameterised decoding)."""
+        raise NotImplementedError
+
+    def default_step(self, state, log_x0, t, s, non_special, options, rng) -> DecodeState:
+        """The family's own reverse step x_t -> x_s (``--decoding-strategy default``)."""
+        raise NotImplementedError
+
+    def reverse_step(
+        self,
+        state: DecodeState,
+        logits: torch.Tensor,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        progress: torch.Tensor,
+        options: DecodingOptions,
+        rng: RandomSource,
+    ) -> DecodeState:
+        """Move every row from its timestep ``t`` [B] to its target ``s`` [B] (s = -1: x0).
+
+        ``progress`` [B] in (0, 1] drives the reparameterised denoising rate
+        (RDM: (pass index + 1) / passes).
+        """
+        non_special = self.non_special(state.tokens)
+        log_x0 = self.x0_log_probs(logits, state.tokens, non_special)
+        strategy = options.reparam
+        if strategy is None:
+            return self.default_step(state, log_x0, t, s, non_special, options, rng)
+        cur_scores, cur_tokens = pick_tokens(log_x0, options, rng)
+        noise = self.noise_tokens(state.tokens, t, s, rng)
+        return reparam_route(state, cur_scores, cur_tokens, noise, non_special, strategy.rate(progress), strategy, rng)
+
+
+def cross_entropy_per_position(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    return F.cross_entropy(logits.transpose(1, 2), target, ignore_index=ignore_index, reduction="none")

@@ -1,0 +1,158 @@
+"""Decoding pieces shared by every discrete process: options, state, randomness, token
+picking and the reparameterised (RDM) top-k routing."""
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+
+RATE_SOURCES = ("pass-index", "timestep")
+
+
+@dataclass(frozen=True)
+class ReparamStrategy:
+    """``reparam-<cond|uncond>-<deterministic|stochasticF>-<linear|cosine>`` (RDM)."""
+
+    conditional: bool
+    noise_scale: Optional[float]  # None: deterministic top-k
+    schedule: str
+
+    @classmethod
+    def parse(cls, name: str) -> Optional["ReparamStrategy"]:
+        """None for ``default``; ValueError with a one-line message when malformed."""
+        if name == "default":
+            return None
+        parts = name.split("-")
+        expected = "default or reparam-<cond|uncond>-<deterministic|stochasticF>-<linear|cosine>"
+        if len(parts) != 4 or parts[0] != "reparam":
+            raise ValueError(f"unknown --decoding-strategy '{name}' (expected {expected})")
+        _, condition, topk, schedule = parts
+        if condition not in ("cond", "uncond") or schedule not in ("linear", "cosine"):
+            raise ValueError(f"unknown --decoding-strategy '{name}' (expected {expected})")
+        if topk == "deterministic":
+            scale = None
+        elif topk.startswith("stochastic"):
+            try:
+                scale = float(topk[len("stochastic"):])
+            except ValueError:
+                raise ValueError(f"unknown --decoding-strategy '{name}' (expected {expected})") from None
+        else:
+            raise ValueError(f"unknown --decoding-strategy '{name}' (expected {expected})")
+        return cls(condition == "cond", scale, schedule)
+
+    def rate(self, progress: torch.Tensor) -> torch.Tensor:
+        """Share of tokens left noisy after a pass; ``progress`` in [0, 1] is how far decoding is."""
+        if self.schedule == "linear":
+            return 1 - progress
+        return torch.cos(progress * (math.pi * 0.5))
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    strategy: str = "default"
+    argmax: bool = False
+    temperature: float = 1.0
+    rate_from: str = "pass-index"
+
+    def __post_init__(self):
+        ReparamStrategy.parse(self.strategy)
+        if self.rate_from not in RATE_SOURCES:
+            raise ValueError(f"unknown denoising rate source '{self.rate_from}' (choose from {', '.join(RATE_SOURCES)})")
+        if not self.argmax and self.temperature <= 0:
+            raise ValueError(f"--temperature must be positive when sampling, got {self.temperature}")
+
+    @property
+    def reparam(self) -> Optional[ReparamStrategy]:
+        return ReparamStrategy.parse(self.strategy)
+
+
+@dataclass
+class DecodeState:
+    tokens: torch.Tensor  # [B, L] current x_t
+    scores: torch.Tensor  # [B, L] log-prob of the token at each position (0 where never predicted)
+    noisy: torch.Tensor  # [B, L] positions not yet denoised (RDM's "output_masks")
+
+
+class RandomSource:
+    """Uniform noise for decoding.
+
+    Without generators it uses torch's global RNG (what fairseq-generate seeds).
+    With G generators, the batch is G equal groups of rows and each group draws
+    from its own generator, so a row's noise does not depend on what else shares
+    the batch (the search decodes several schedules at once with common noise).
+    """
+
+    def __init__(self, generators: Optional[Sequence[torch.Generator]] = None):
+        self.generators: List[torch.Generator] = list(generators or [])
+
+    def uniform(self, shape, device) -> torch.Tensor:
+        if not self.generators:
+            return torch.rand(shape, device=device)
+        groups = len(self.generators)
+        if shape[0] % groups:
+            raise ValueError(f"batch of {shape[0]} rows does not split into {groups} groups")
+        rows = (shape[0] // groups,) + tuple(shape[1:])
+        parts = [torch.rand(rows, generator=g, device=g.device).to(device) for g in self.generators]
+        return torch.cat(parts, dim=0)
+
+    def gumbel(self, shape, device, eps: float = 1e-10) -> torch.Tensor:
+        return -torch.log(-torch.log(self.uniform(shape, device) + eps) + eps)
+
+
+def pick_tokens(log_probs: torch.Tensor, options: DecodingOptions, rng: RandomSource):
+    """Argmax, or a sample at the given temperature (Gumbel-max); returns (scores, tokens)."""
+    if options.argmax:
+        return log_probs.max(-1)
+    noisy = log_probs / options.temperature + rng.gumbel(log_probs.shape, log_probs.device)
+    tokens = noisy.argmax(-1)
+    return log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), tokens
+
+
+def sample_categorical(log_probs: torch.Tensor, rng: RandomSource) -> torch.Tensor:
+    return (log_probs + rng.gumbel(log_probs.shape, log_probs.device)).argmax(-1)
+
+
+def lowest_k(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Positions whose score is below the (k+1)-th smallest plus 1e-10, in the scores' dtype.
+
+    This is RDM's cut-off; in float32 the 1e-10 usually vanishes, so about k
+    positions are chosen, and the arithmetic must stay as is to reproduce RDM.
+    """
+    cutoff = scores.sort(-1)[0].gather(-1, k) + 1e-10
+    return scores < cutoff
+
+
+def reparam_route(
+    state: DecodeState,
+    cur_scores: torch.Tensor,
+    cur_tokens: torch.Tensor,
+    noise_tokens: torch.Tensor,
+    non_special: torch.Tensor,
+    rate: torch.Tensor,
+    strategy: ReparamStrategy,
+    rng: RandomSource,
+) -> DecodeState:
+    """One reparameterised step (Zheng et al. 2023): keep the lowest-scoring share
+    ``rate`` of positions noisy and commit the rest to the x0 prediction.
+
+    ``rate`` is [B] (float64); ``noise_tokens`` is what a position turns into when routed to noise.
+    """
+    rate = rate.to(cur_scores.dtype)  # RDM multiplies in the scores' dtype; .long() truncates
+    cutoff_len = (non_special.sum(1, keepdim=True).type_as(cur_scores) * rate.unsqueeze(1)).long()
+    topk_scores = cur_scores.masked_fill(~non_special, 1000.0)
+    if strategy.noise_scale is not None:
+        temp = (strategy.noise_scale * rate).unsqueeze(1)
+        topk_scores = topk_scores + temp * rng.gumbel(topk_scores.shape, topk_scores.device)
+    to_noise_if_noisy = lowest_k(topk_scores, cutoff_len)
+    if strategy.conditional:
+        # Re-noise a committed token only if the network now agrees on it less confidently.
+        to_noise_if_clean = (cur_tokens == state.tokens) & (cur_scores < state.scores) & to_noise_if_noisy
+    else:
+        to_noise_if_clean = to_noise_if_noisy
+
+    noisy = state.noisy
+    to_noise = (~noisy & to_noise_if_clean) | (noisy & to_noise_if_noisy)
+    to_x0 = noisy & ~to_noise_if_noisy
+    tokens = torch.where(to_noise, noise_tokens, torch.where(to_x0, cur_tokens, state.tokens))
+    scores = torch.where(to_noise, torch.full_like(cur_scores, -math.inf), torch.where(to_x0, cur_scores, state.scores))
+    return DecodeState(tokens, scores, (noisy | to_noise_if_clean) & to_noise_if_noisy)

@@ -1,0 +1,219 @@
+"""Multinomial (uniform-noise) diffusion and its reparameterised variant.
+
+q(x_t | x0) = abar_t * onehot(x0) + (1 - abar_t) * noise, over the non-special
+tokens; abar comes from a named schedule.  The reverse jump t -> s uses the
+process's exact posterior, with s = -1 meaning x0.  Buffer names follow RDM's
+so its checkpoints load unchanged.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .absorbing import REWEIGHTING_TYPES, reweight
+from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float
+from .decoding import DecodeState, pick_tokens, sample_categorical
+from .noise import log1mexp, log_alpha_bar, log_sub_exp
+
+SPECIAL_LOG_PROB = -30.0  # RDM's stand-in for log 0 on pad/bos/eos
+
+
+class MultinomialDiffusion(DiscreteDiffusion):
+    def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
+                 noise_scheduler_type="cosine", decoder_loss_type="orig", lambda_direct_xentropy=-1.0):
+        super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask)
+        if decoder_loss_type not in ("orig", "simple"):
+            raise ValueError(f"unknown --decoder-loss-type '{decoder_loss_type}' (choose from orig, simple)")
+        self.decoder_loss_type = decoder_loss_type
+        self.lambda_direct_xentropy = lambda_direct_xentropy
+        log_abar = log_alpha_bar(num_timesteps, noise_scheduler_type)
+        log_alpha = torch.diff(log_abar, prepend=torch.zeros(1, dtype=log_abar.dtype))
+        self.register_buffer("log_alpha", log_alpha.float())
+        self.register_buffer("log_1_min_alpha", torch.log(1 - log_alpha.exp() + 1e-9).float())
+        self.register_buffer("log_cumprod_alpha", log_abar.float())
+        self.register_buffer("log_1_min_cumprod_alpha", torch.log(1 - log_abar.exp() + 1e-9).float())
+        self.special_ids = [pad, bos, eos]
+        self.register_noise()
+
+    def register_noise(self):
+        # Uniform over the V - 3 non-special ids.  As in RDM, the vector itself
+        # also covers pad/bos/eos, which the marginals then push to -30.
+        noise = torch.full((self.vocab_size,), -math.log(self.vocab_size - 3))
+        self.register_buffer("noise_log_prob", noise, persistent=False)
+
+    # -- process ------------------------------------------------------------
+    def log_abar(self, t: torch.Tensor) -> torch.Tensor:
+        """log abar_t per row as [B, 1, 1]; abar_{-1} = 1 (x0 itself)."""
+        values = self.log_cumprod_alpha.gather(0, t.clamp(min=0))
+        return torch.where(t < 0, torch.zeros_like(values), values).view(-1, 1, 1)
+
+    def _restrict(self, log_probs, log_keep, non_special):
+        log_probs = log_probs.clone()
+        log_probs[..., self.special_ids] = SPECIAL_LOG_PROB
+        return torch.where(non_special.unsqueeze(-1), log_probs, log_keep)
+
+    def marginal(self, log_x0, t, non_special):
+        """log q(x_t | x0) [B, L, V]; special positions keep x0."""
+        log_1m = self.log_1_min_cumprod_alpha.gather(0, t).view(-1, 1, 1)
+        log_probs = torch.logaddexp(log_x0 + self.log_abar(t), log_1m + self.noise_log_prob)
+        return self._restrict(log_probs, log_x0, non_special)
+
+    def noise_posterior(self, log_xt, t, s):
+        """Unnormalised log q(x_s | x_t) for a position that is noise at both t and s."""
+        log_keep = self.log_abar(t) - self.log_abar(s)
+        return torch.logaddexp(log_xt + log_keep, log1mexp(log_keep) + self.noise_log_prob)
+
+    def transition(self, log_xt, t, s, non_special):
+        """log q(x_t | x_s) as a function of x_s (uniform noise makes it symmetric)."""
+        log_keep = self.log_abar(t) - self.log_abar(s)
+        log_probs = torch.logaddexp(log_xt + log_keep, torch.log1p(-torch.exp(log_keep)) + self.noise_log_prob)
+        return self._restrict(log_probs, log_xt, non_special)
+
+    def posterior(self, log_x0, log_xt, t, s, non_special):
+        """log q(x_s | x_t, x0), x0 possibly a distribution (Hoogeboom et al.'s parameterisation)."""
+        log_marginal_s = self.marginal(log_x0, s.clamp(min=0), non_special)
+        to_x0 = (s < 0).view(-1, 1, 1)
+        if self.decoder_loss_type == "orig":
+            unnormed = torch.where(to_x0, log_x0, log_marginal_s) + self.transition(log_xt, t, s, non_special)
+        else:
+            unnormed = torch.where(to_x0, log_x0, log_marginal_s + self.transition(log_xt, t, s, non_special))
+        return torch.log_softmax(unnormed, dim=-1)
+
+    def corrupt(self, x0, t):
+        log_x0 = one_hot_log(x0, self.vocab_size)
+        log_probs = self.marginal(log_x0, t, self.non_special(x0))
+        gumbel = -torch.log(-torch.log(torch.rand_like(log_probs) + 1e-10) + 1e-10)
+        x_t = (log_probs + gumbel).argmax(-1)
+        return {"x_t": x_t, "log_x_t": one_hot_log(x_t, self.vocab_size), "log_x0": log_x0}
+
+    # -- training loss ------------------------------------------------------
+    def loss(self, logits, x0, corrupted, t, weight, label_smoothing):
+        non_special = self.non_special(x0)
+        log_x0 = corrupted["log_x0"]
+        log_recon = torch.where(non_special.unsqueeze(-1), torch.log_softmax(logits, -1), log_x0)
+        s = t - 1
+        log_q = self.posterior(log_x0, corrupted["log_x_t"], t, s, non_special)
+        log_p = self.posterior(log_recon, corrupted["log_x_t"], t, s, non_special)
+        kl = (log_q.exp() * (log_q - log_p)).sum(-1).mean(-1)
+        decoder_nll = -(log_x0.exp() * log_p).sum(-1).mean(-1)
+        per_sentence = torch.where(t == 0, decoder_nll, kl) * weight
+        if self.lambda_direct_xentropy > 0:
+            direct = cross_entropy_per_position(log_recon, x0).mean(1) * weight
+            per_sentence = per_sentence + self.lambda_direct_xentropy * direct
+        nll = mean_in_float(per_sentence)
+        if label_smoothing > 0:
+            uniform_term = mean_in_float(F.log_softmax(logits[non_special], dim=-1))
+            return nll * (1 - label_smoothing) - uniform_term * label_smoothing, nll
+        return nll, nll
+
+    # -- decoding -----------------------------------------------------------
+    def initial_tokens(self, lengths, max_length, rng):
+        # RDM draws from the whole vocabulary, specials included; kept for parity.
+        u = rng.uniform((lengths.size(0), max_length), lengths.device)
+        body = (u * self.vocab_size).long().clamp(max=self.vocab_size - 1)
+        return self._frame(body, lengths)
+
+    def x0_log_probs(self, logits, tokens, non_special):
+        log_probs = torch.log_softmax(logits, dim=-1)
+        return torch.where(non_special.unsqueeze(-1), log_probs, one_hot_log(tokens, self.vocab_size))
+
+    def noise_tokens(self, tokens, t, s, rng):
+        return sample_categorical(self.noise_posterior(one_hot_log(tokens, self.vocab_size), t, s), rng)
+
+    def default_step(self, state, log_x0, t, s, non_special, options, rng):
+        log_xt = one_hot_log(state.tokens, self.vocab_size)
+        scores, tokens = pick_tokens(self.posterior(log_x0, log_xt, t, s, non_special), options, rng)
+        return DecodeState(tokens, scores, state.noisy)
+
+
+class ReparamMultinomialDiffusion(MultinomialDiffusion):
+    """RDM's reparameterisation: x_t is x0 or noise, routed by Bernoulli variables.
+
+    Differs from vanilla multinomial in the noise distribution (uniform or
+    unigram, sharpened at temperature 1.5), the loss (cross-entropy on the
+    noisy positions), the default reverse step (route each noisy position to
+    x0 with probability (abar_s - abar_t) / (1 - abar_t)) and the start tokens.
+    """
+
+    def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
+                 noise_scheduler_type="cosine", reweighting_type="linear",
+                 noise_distribution="uniform", vocab_count=None):
+        if reweighting_type not in REWEIGHTING_TYPES:
+            raise ValueError(f"unknown --reweighting-type '{reweighting_type}' (choose from {', '.join(REWEIGHTING_TYPES)})")
+        if noise_distribution not in ("uniform", "unigram"):
+            raise ValueError(f"unknown --noise-distribution '{noise_distribution}' (choose from uniform, unigram)")
+        if noise_distribution == "unigram" and vocab_count is None:
+            raise ValueError("--noise-distribution unigram needs the dictionary's counts")
+        self.reweighting_type = reweighting_type
+        self._noise_weights = (torch.tensor(vocab_count, dtype=torch.float) if noise_distribution == "unigram"
+                               else torch.ones(vocab_size))
+        super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask, noise_scheduler_type)
+
+    def register_noise(self):
+        weights = self._noise_weights.clone()
+        weights[self.special_ids] = 0
+        self.register_buffer("vocab_log_prob", torch.log_softmax(torch.log(weights.clamp(min=1e-30)) / 1.5, dim=-1))
+        indicator = torch.zeros(self.vocab_size)
+        indicator[self.special_ids] = 1
+        self.register_buffer("special_sym_indicator", indicator)
+
+    @property
+    def noise_log_prob(self):
+        return self.vocab_log_prob
+
+    def route_to_x0_log_prob(self, t, s):
+        """log (abar_s - abar_t) / (1 - abar_t): chance a noisy token is x0 again at s."""
+        log_abar_t, log_abar_s = self.log_abar(t), self.log_abar(s)
+        return log_sub_exp(log_abar_s, log_abar_t) - log1mexp(log_abar_t)
+
+    def posterior_given_noisy(self, log_x0, log_xt, t, s):
+        """q(x_s | x_t, x0, x_t is noise) as log-probabilities (for tests and analysis)."""
+        log_route = self.route_to_x0_log_prob(t, s)
+        noise = torch.log_softmax(self.noise_posterior(log_xt, t, s), dim=-1)
+        return torch.logaddexp(log_route + log_x0, log1mexp(log_route) + noise)
+
+    def loss(self, logits, x0, corrupted, t, weight, label_smoothing):
+        non_special = self.non_special(x0)
+        clean = corrupted["x_t"].eq(x0)
+        masked_logits = logits.masked_fill(self.special_sym_indicator.bool(), SPECIAL_LOG_PROB)
+        log_recon = torch.where(non_special.unsqueeze(-1), torch.log_softmax(masked_logits, -1), corrupted["log_x0"])
+        per_sentence = cross_entropy_per_position(log_recon, x0).masked_fill(clean, 0.0).mean(1)
+        nll = mean_in_float(weight * reweight(self.reweighting_type, t, self.num_timesteps) * per_sentence)
+        if label_smoothing > 0:
+            uniform_term = F.log_softmax(logits, dim=-1).mean(-1).masked_fill(clean, 0.0).mean(1)
+            return nll * (1 - label_smoothing) - mean_in_float(weight * uniform_term) * label_smoothing, nll
+        return nll, nll
+
+    def initial_tokens(self, lengths, max_length, rng):
+        rows = lengths.size(0)
+        scores = self.vocab_log_prob.unsqueeze(0) + rng.gumbel((rows, self.vocab_size), lengths.device)
+        if max_length <= self.vocab_size:
+            # Distinct noise tokens in random order, as RDM starts.
+            chosen = scores.topk(max_length, dim=-1)[1]
+            order = rng.uniform(chosen.shape, lengths.device).argsort(-1)
+            body = chosen.gather(-1, order)
+        else:
+            noise = self.vocab_log_prob.expand(rows, max_length, -1)
+            body = (noise + rng.gumbel(noise.shape, lengths.device)).argmax(-1)
+        return self._frame(body, lengths)
+
+    def x0_log_probs(self, logits, tokens, non_special):
+        masked = logits.masked_fill(self.special_sym_indicator.bool(), SPECIAL_LOG_PROB)
+        return torch.where(non_special.unsqueeze(-1), torch.log_softmax(masked, -1), one_hot_log(tokens, self.vocab_size))
+
+    def default_step(self, state, log_x0, t, s, non_special, options, rng):
+        cur_scores, cur_tokens = pick_tokens(log_x0, options, rng)
+        u = rng.uniform(state.tokens.shape, state.tokens.device)
+        stays_noise = ~(torch.log(u.clamp(min=1e-30)) < self.route_to_x0_log_prob(t, s).view(-1, 1))
+        noise = self.noise_tokens(state.tokens, t, s, rng)
+        to_noise = state.noisy & stays_noise
+        to_x0 = state.noisy & ~stays_noise
+        tokens = torch.where(to_noise, noise, torch.where(to_x0, cur_tokens, state.tokens))
+        scores = torch.where(to_noise, torch.full_like(cur_scores, -math.inf),
+                             torch.where(to_x0, cur_scores, state.scores))
+        return DecodeState(tokens, scores, to_noise)
+
+
+def one_hot_log(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    return torch.log(F.one_hot(tokens, vocab_size).float().clamp(min=1e-30))

@@ -1,0 +1,246 @@
+"""The diffusion transformer (fairseq glue).
+
+Parameter names and shapes follow RDM's ``diffusion_transformer`` so its state
+dicts load with no mapping: fairseq's transformer layers, positional
+embeddings concatenated to token embeddings and fused (``pe_fusion_ffn``), a
+sinusoidal timestep embedding added at the decoder input (``time_pos_emb``),
+and a length predictor on the mean-pooled encoder states (``embed_length``).
+"""
+import logging
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.nat import FairseqNATModel
+from fairseq.models.transformer import Embedding, TransformerDecoderBase, TransformerEncoderBase
+from fairseq.modules.transformer_sentence_encoder import init_bert_params
+
+from fairseq_tp.diffusion import build_diffusion
+
+logger = logging.getLogger(__name__)
+
+# RDM options this model cannot honour: refuse rather than decode differently.
+UNSUPPORTED = {
+    "encoder_use_rpe": "relative position embeddings (--encoder-use-rpe)",
+    "decoder_use_rpe": "relative position embeddings (--decoder-use-rpe)",
+    "src_embedding_copy": "--src-embedding-copy",
+}
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, dim: int, num_steps: int, kind: str = "sinusoidal"):
+        super().__init__()
+        if kind not in ("none", "learnable", "sinusoidal"):
+            raise ValueError(f"unknown --timestep-emb-type '{kind}' (choose from none, learnable, sinusoidal)")
+        self.dim, self.kind = dim, kind
+        if kind == "none":
+            self.register_buffer("zero_emb", torch.zeros(1, 1, 1))
+            return
+        if kind == "learnable":
+            self.learned_timestep_emb = nn.Embedding(num_steps, dim)
+        self.output_mlp = nn.Linear(dim, dim)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if self.kind == "none":
+            return self.zero_emb
+        if self.kind == "learnable":
+            emb = self.learned_timestep_emb(t)
+        else:
+            half = self.dim // 2
+            freqs = torch.exp(torch.arange(half, device=t.device) * -(math.log(10000) / (half - 1)))
+            angles = t[:, None] * freqs[None, :]
+            emb = torch.cat((angles.sin(), angles.cos()), dim=-1)
+        return self.output_mlp(emb).view(t.size(0), 1, self.dim)
+
+
+class DiffusionTransformerEncoder(TransformerEncoderBase):
+    def __init__(self, cfg, dictionary, embed_tokens):
+        super().__init__(cfg, dictionary, embed_tokens)
+        dim = cfg.encoder.embed_dim
+        self.pe_fusion_ffn = nn.Linear(2 * dim, dim)
+
+    def forward_embedding(self, src_tokens, token_embedding=None):
+        if token_embedding is None:
+            token_embedding = self.embed_tokens(src_tokens)
+        x = embed = self.embed_scale * token_embedding
+        if self.embed_positions is not None:
+            x = self.pe_fusion_ffn(torch.cat((embed, self.embed_positions(src_tokens)), dim=-1))
+        if self.layernorm_embedding is not None:
+            x = self.layernorm_embedding(x)
+        x = self.dropout_module(x)
+        if self.quant_noise is not None:
+            x = self.quant_noise(x)
+        return x, embed
+
+
+class DiffusionTransformerDecoder(TransformerDecoderBase):
+    """Non-causal decoder over x_t, conditioned on the timestep and the encoder."""
+
+    def __init__(self, cfg, dictionary, embed_tokens):
+        super().__init__(cfg, dictionary, embed_tokens, no_encoder_attn=False)
+        dim = cfg.decoder.embed_dim
+        self.embed_length = Embedding(256, cfg.encoder.embed_dim, None)
+        self.time_pos_emb = TimestepEmbedding(dim, cfg.num_diffusion_timesteps,
+                                              getattr(cfg, "timestep_emb_type", "sinusoidal"))
+        self.pe_fusion_ffn = nn.Linear(2 * dim, dim)
+        self.pred_length_offset = getattr(cfg, "pred_length_offset", False)
+        self.sg_length_pred = getattr(cfg, "sg_length_pred", False)
+        self.length_loss_factor = getattr(cfg, "length_loss_factor", 0.1)
+
+    def forward(self, prev_output_tokens, encoder_out, t, **unused):
+        """Logits [B, L, V] for x0 given x_t = ``prev_output_tokens`` at network time ``t`` [B]."""
+        x = self.embed_scale * self.embed_tokens(prev_output_tokens)
+        if self.project_in_dim is not None:
+            x = self.project_in_dim(x)
+        if self.embed_positions is not None:
+            positions = self.embed_positions(prev_output_tokens)
+            x = self.pe_fusion_ffn(torch.cat((x, positions), dim=-1)) + self.time_pos_emb(t)
+        x = self.dropout_module(x)
+        padding_mask = prev_output_tokens.eq(self.padding_idx)
+        x = x.transpose(0, 1)
+        enc = encoder_out["encoder_out"][0] if encoder_out["encoder_out"] else None
+        enc_mask = encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
+        for layer in self.layers:
+            x, _, _ = layer(x, enc, enc_mask, self_attn_mask=None, self_attn_padding_mask=padding_mask)
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        x = x.transpose(0, 1)
+        if self.project_out_dim is not None:
+            x = self.project_out_dim(x)
+        return self.output_layer(x)
+
+    # -- length prediction (as NAT models: classify the length from pooled encoder states)
+    def length_logits(self, encoder_out):
+        feats = encoder_out["encoder_out"][0]  # T x B x C
+        if encoder_out["encoder_padding_mask"]:
+            keep = (~encoder_out["encoder_padding_mask"][0]).transpose(0, 1).type_as(feats)
+            pooled = ((feats / keep.sum(0)[None, :, None]) * keep[:, :, None]).sum(0)
+        else:
+            pooled = feats.mean(0)
+        if self.sg_length_pred:
+            pooled = pooled.detach()
+        return F.linear(pooled, self.embed_length.weight)
+
+    def _source_lengths(self, encoder_out):
+        feats = encoder_out["encoder_out"][0]
+        if encoder_out["encoder_padding_mask"]:
+            return (~encoder_out["encoder_padding_mask"][0]).sum(1).long()
+        return torch.full((feats.size(1),), feats.size(0), dtype=torch.long, device=feats.device)
+
+    def predict_length(self, encoder_out):
+        predicted = F.log_softmax(self.length_logits(encoder_out), -1).max(-1)[1]
+        if self.pred_length_offset:
+            return predicted - 128 + self._source_lengths(encoder_out)
+        return predicted
+
+    def length_target(self, encoder_out, tgt_tokens):
+        lengths = tgt_tokens.ne(self.padding_idx).sum(1).long()
+        if self.pred_length_offset:
+            lengths = lengths - self._source_lengths(encoder_out) + 128
+        return lengths.clamp(min=0, max=255)
+
+
+@register_model("diffusion_transformer")
+class DiffusionTransformerModel(FairseqNATModel):
+    def __init__(self, args, encoder, decoder):
+        super().__init__(args, encoder, decoder)
+        for option, what in UNSUPPORTED.items():
+            if getattr(self.args, option, False):
+                raise ValueError(f"this checkpoint uses {what}, which fairseq_tp does not support")
+        if getattr(self.args, "scale_attn_masking", False):
+            logger.warning("--scale-attn-masking is ignored (RDM's decoding never applies it either)")
+        tgt = self.tgt_dict
+        self.diffusion = build_diffusion(
+            self.args.diffusion_type, self.args.num_diffusion_timesteps, len(tgt),
+            pad=tgt.pad(), bos=tgt.bos(), eos=tgt.eos(), mask=tgt.unk(),
+            not_diffusing_special_sym=getattr(self.args, "not_diffusing_special_sym", False),
+            lambda_direct_xentropy=getattr(self.args, "lambda_direct_xentropy", -1.0),
+            reweighting_type=getattr(self.args, "reweighting_type", "linear"),
+            noise_scheduler_type=getattr(self.args, "noise_scheduler_type", "cosine"),
+            decoder_loss_type=getattr(self.args, "decoder_loss_type", "orig"),
+            noise_distribution=getattr(self.args, "noise_distribution", "uniform"),
+            vocab_count=list(tgt.count) if getattr(self.args, "noise_distribution", "") == "unigram" else None,
+        )
+
+    @property
+    def allow_length_beam(self):
+        return True
+
+    @staticmethod
+    def add_args(parser):
+        FairseqNATModel.add_args(parser)
+        parser.add_argument("--pred-length-offset", action="store_true",
+                            help="predict the length difference between target and source")
+        parser.add_argument("--sg-length-pred", action="store_true",
+                            help="stop gradients from the length predictor into the encoder")
+        parser.add_argument("--length-loss-factor", type=float, help="weight of the length prediction loss")
+
+    @classmethod
+    def build_encoder(cls, cfg, src_dict, embed_tokens):
+        encoder = DiffusionTransformerEncoder(cfg, src_dict, embed_tokens)
+        if getattr(cfg, "apply_bert_init", False):
+            encoder.apply(init_bert_params)
+        return encoder
+
+    @classmethod
+    def build_decoder(cls, cfg, tgt_dict, embed_tokens):
+        decoder = DiffusionTransformerDecoder(cfg, tgt_dict, embed_tokens)
+        if getattr(cfg, "apply_bert_init", False):
+            decoder.apply(init_bert_params)
+        return decoder
+
+    def forward(self, src_tokens, src_lengths, prev_output_tokens=None, tgt_tokens=None, **unused):
+        """Training pass: corrupt the target at random timesteps and denoise it."""
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
+        t, weight = self.diffusion.sample_time(tgt_tokens.size(0), tgt_tokens.device)
+        corrupted = self.diffusion.corrupt(tgt_tokens, t)
+        # RDM feeds the 0-based t while training, for every family.
+        logits = self.decoder(corrupted["x_t"], encoder_out, t)
+        return {
+            "logits": logits, "corrupted": corrupted, "t": t, "weight": weight,
+            "length_logits": self.decoder.length_logits(encoder_out),
+            "length_target": self.decoder.length_target(encoder_out, tgt_tokens),
+        }
+
+
+@register_model_architecture("diffusion_transformer", "diffusion_transformer")
+def diffusion_base_architecture(args):
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 512)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 2048)
+    args.encoder_layers = getattr(args, "encoder_layers", 6)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 8)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", args.encoder_embed_dim)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", args.encoder_ffn_embed_dim)
+    args.decoder_layers = getattr(args, "decoder_layers", 6)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 8)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.0)
+    args.activation_dropout = getattr(args, "activation_dropout", 0.0)
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.share_all_embeddings = getattr(args, "share_all_embeddings", True)
+    args.apply_bert_init = getattr(args, "apply_bert_init", False)
+    args.decoder_output_dim = getattr(args, "decoder_output_dim", args.decoder_embed_dim)
+    args.decoder_input_dim = getattr(args, "decoder_input_dim", args.decoder_embed_dim)
+    args.length_loss_factor = getattr(args, "length_loss_factor", 0.1)
+    args.pred_length_offset = getattr(args, "pred_length_offset", False)
+    args.sg_length_pred = getattr(args, "sg_length_pred", False)
+
+
+def _preset(name, dim, ffn, heads):
+    @register_model_architecture("diffusion_transformer", name)
+    def preset(args):
+        for side in ("encoder", "decoder"):
+            setattr(args, f"{side}_embed_dim", getattr(args, f"{side}_embed_dim", dim))
+            setattr(args, f"{side}_ffn_embed_dim", getattr(args, f"{side}_ffn_embed_dim", ffn))
+            setattr(args, f"{side}_attention_heads", getattr(args, f"{side}_attention_heads", heads))
+            setattr(args, f"{side}_layers", getattr(args, f"{side}_layers", 6))
+        diffusion_base_architecture(args)
+    return preset
+
+
+# The presets RDM ships, with its sizes.
+diffusion_transformer_iwslt = _preset("diffusion_transformer_iwslt", 512, 1024, 4)
+diffusion_transformer_wmt = _preset("diffusion_transformer_wmt", 512, 2048, 8)
+diffusion_transformer_qg = _preset("diffusion_transformer_qg", 512, 1024, 8)
+diffusion_transformer_qqp = _preset("diffusion_transformer_qqp", 512, 1024, 8)

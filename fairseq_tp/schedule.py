@@ -1,0 +1,233 @@
+"""The step schedule: which diffusion timesteps the decoder visits.
+
+A schedule is parsed and validated once, at the edge (command line or file);
+everything else receives a :class:`Schedule`.
+
+Timesteps are 0-based: for a model with ``T`` steps, ``T - 1`` is the fully
+noised state and ``0`` the last noisy one.  ``49,33,12,0`` means four decoder
+passes; after the last listed step the generator outputs its x0 prediction.
+RDM counts from 1, so RDM's step ``t`` is our ``t - 1``.
+
+Named spacings (``N`` passes, ``T`` steps):
+
+- ``uniform:N`` -- RDM's own spacing: with ``s = T // N`` and ``b = T - s*N``,
+  pass ``i`` visits RDM step ``T - i*(s+1)`` for ``i < b`` and ``s*(N-i)``
+  otherwise (larger strides first); we subtract 1.  T=50, N=4 -> 49,36,23,11.
+- ``cosine:N`` -- ``ceil(T * cos(pi/2 * i/N)) - 1``: passes crowd the noisy end.
+- ``quadratic:N`` -- ``ceil(T * (1 - i/N)**2) - 1``: passes crowd the clean end.
+
+Rounded named spacings are made strictly decreasing by pulling each step
+below its predecessor (and above the room the remaining steps need).
+"""
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+SPACINGS = ("uniform", "cosine", "quadratic")
+_LIST_RE = re.compile(r"^[\s\d,+-]+$")
+_NAMED_RE = re.compile(r"^([A-Za-z_]+):(.*)$")
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be used; the message is one line for the user."""
+
+
+def _format(timesteps: Sequence[int]) -> str:
+    return ",".join(str(t) for t in timesteps)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Strictly decreasing timesteps in ``[0, num_timesteps)``."""
+
+    timesteps: Tuple[int, ...]
+    num_timesteps: int
+
+    def __post_init__(self):
+        steps, T = self.timesteps, self.num_timesteps
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ScheduleError(f"the number of diffusion timesteps must be a positive integer, got {T!r}")
+        if len(steps) == 0:
+            raise ScheduleError("the schedule is empty: give at least one timestep")
+        for t in steps:
+            if isinstance(t, bool) or not isinstance(t, int):
+                raise ScheduleError(f"schedule timestep {t!r} is not an integer")
+        for a, b in zip(steps, steps[1:]):
+            if b >= a:
+                raise ScheduleError(
+                    f"schedule timesteps must be strictly decreasing, got {_format(steps)}"
+                )
+        if steps[0] >= T or steps[-1] < 0:
+            bad = steps[0] if steps[0] >= T else steps[-1]
+            raise ScheduleError(
+                f"schedule timestep {bad} is out of range [0, {T - 1}] for a model with T = {T} steps"
+            )
+
+    @property
+    def steps(self) -> int:
+        """Number of decoder passes (network evaluations)."""
+        return len(self.timesteps)
+
+    def __str__(self) -> str:
+        return _format(self.timesteps)
+
+    def targets(self) -> Tuple[int, ...]:
+        """Where each pass jumps to: the next timestep, and -1 (x0) after the last."""
+        return self.timesteps[1:] + (-1,)
+
+    # -- named spacings ---------------------------------------------------
+    @classmethod
+    def named(cls, spacing: str, steps: int, num_timesteps: int) -> "Schedule":
+        if spacing not in SPACINGS:
+            raise ScheduleError(
+                f"unknown schedule spacing '{spacing}' (choose from {', '.join(SPACINGS)})"
+            )
+        _check_steps(f"{spacing}:{steps}", steps, num_timesteps)
+        T, N = num_timesteps, steps
+        if spacing == "uniform":
+            stride, bigger = divmod(T, N)
+            visits = [T - i * (stride + 1) if i < bigger else stride * (N - i) for i in range(N)]
+            return cls(tuple(v - 1 for v in visits), T)
+        if spacing == "cosine":
+            raw = [math.ceil(T * math.cos(math.pi / 2 * i / N)) - 1 for i in range(N)]
+        else:
+            raw = [math.ceil(T * (1 - i / N) ** 2) - 1 for i in range(N)]
+        return cls(_make_strict(raw, T), T)
+
+    @classmethod
+    def uniform(cls, steps: int, num_timesteps: int) -> "Schedule":
+        return cls.named("uniform", steps, num_timesteps)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"timesteps": list(self.timesteps), "num_timesteps": self.num_timesteps}
+
+
+def _check_steps(text: str, steps: int, num_timesteps: int) -> None:
+    if steps < 1:
+        raise ScheduleError(f"{text}: the number of steps must be at least 1")
+    if steps > num_timesteps:
+        raise ScheduleError(
+            f"{text} asks for {steps} steps but the model has only T = {num_timesteps}"
+        )
+
+
+def _make_strict(raw: Sequence[int], T: int) -> Tuple[int, ...]:
+    out, N = [], len(raw)
+    for i, t in enumerate(raw):
+        t = min(t, T - 1) if i == 0 else min(t, out[-1] - 1)
+        out.append(max(t, N - 1 - i))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A ``--tp-schedule`` value checked for syntax; :meth:`resolve` binds it to a model's T.
+
+    One of: an explicit list (``49,33,12,0``), a named spacing (``uniform:4``),
+    or a JSON file with ``timesteps`` and ``num_timesteps`` (other keys kept in
+    ``extra`` for provenance checks, e.g. the search's decoding options).
+    """
+
+    text: str
+    timesteps: Optional[Tuple[int, ...]] = None
+    spacing: Optional[str] = None
+    steps: Optional[int] = None
+    file_num_timesteps: Optional[int] = None
+    extra: Dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def parse(cls, text: str) -> "ScheduleSpec":
+        text = str(text).strip()
+        if not text:
+            raise ScheduleError("the schedule is empty: give at least one timestep")
+        looks_like_list = _LIST_RE.match(text) or ("," in text and not os.path.exists(text))
+        if looks_like_list:
+            return cls(text, timesteps=_parse_int_list(text))
+        named = _NAMED_RE.match(text)
+        if named and not os.path.exists(text):
+            spacing, count = named.group(1).lower(), named.group(2).strip()
+            if spacing not in SPACINGS:
+                raise ScheduleError(
+                    f"unknown schedule spacing '{spacing}' (choose from {', '.join(SPACINGS)})"
+                )
+            try:
+                steps = int(count)
+            except ValueError:
+                raise ScheduleError(f"{text}: the number of steps must be an integer") from None
+            if steps < 1:
+                raise ScheduleError(f"{text}: the number of steps must be at least 1")
+            return cls(text, spacing=spacing, steps=steps)
+        return cls._from_file(text)
+
+    @classmethod
+    def _from_file(cls, path: str) -> "ScheduleSpec":
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except OSError as e:
+            raise ScheduleError(f"cannot read schedule file {path}: {e.strerror or e}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ScheduleError(f"schedule file {path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ScheduleError(f"schedule file {path} must hold a JSON object")
+        steps, T = data.get("timesteps"), data.get("num_timesteps")
+        if not isinstance(steps, list):
+            raise ScheduleError(f"schedule file {path} has no 'timesteps' list")
+        if isinstance(T, bool) or not isinstance(T, int):
+            raise ScheduleError(f"schedule file {path} has no integer 'num_timesteps'")
+        try:
+            Schedule(tuple(steps), T)  # validate now, before any model is loaded
+        except ScheduleError as e:
+            raise ScheduleError(f"schedule file {path}: {e}") from None
+        extra = {k: v for k, v in data.items() if k not in ("timesteps", "num_timesteps")}
+        return cls(path, timesteps=tuple(steps), file_num_timesteps=T, extra=extra)
+
+    @property
+    def is_file(self) -> bool:
+        return self.file_num_timesteps is not None
+
+    def resolve(self, num_timesteps: int) -> Schedule:
+        if self.spacing is not None:
+            return Schedule.named(self.spacing, self.steps, num_timesteps)
+        if self.is_file and self.file_num_timesteps != num_timesteps:
+            raise ScheduleError(
+                f"schedule file {self.text} was made for T = {self.file_num_timesteps} "
+                f"but the checkpoint has T = {num_timesteps}"
+            )
+        return Schedule(self.timesteps, num_timesteps)
+
+
+def _parse_int_list(text: str) -> Tuple[int, ...]:
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise ScheduleError(f"schedule '{text}' has an empty entry")
+        try:
+            values.append(int(item))
+        except ValueError:
+            raise ScheduleError(f"schedule entry '{item}' is not an integer") from None
+    return tuple(values)
+
+
+def write_schedule_file(path: str, schedule: Schedule, **provenance: Any) -> None:
+    """Write ``schedule`` as JSON atomically (temporary file, then rename)."""
+    payload = {**schedule.to_dict(), "steps": schedule.steps, **provenance}
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

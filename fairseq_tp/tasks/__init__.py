@@ -1,0 +1,2 @@
+"""Tasks (fairseq glue); fairseq's --user-dir import also walks this folder."""
+from . import diffusion_translation  # noqa: F401

@@ -1,0 +1,132 @@
+"""``--task diffusion_translation``: translation with a discrete diffusion decoder.
+
+Option names match the public RDM plugin so its checkpoints and command lines
+work unchanged; ``--tp-schedule`` picks the decoder's timesteps.
+"""
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq.data import LanguagePairDataset
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask, load_langpair_dataset
+from fairseq import utils
+
+import fairseq_tp.criterions  # noqa: F401  (registers diffusion_loss)
+from fairseq_tp.compat import allow_fairseq_checkpoints, install_ema_loading
+from fairseq_tp.diffusion import DIFFUSION_TYPES, DecodingOptions, ReparamStrategy
+from fairseq_tp.diffusion.decoding import RATE_SOURCES
+from fairseq_tp.errors import UsageError
+from fairseq_tp.generator import DiffusionGenerator
+from fairseq_tp.schedule import Schedule, ScheduleError, ScheduleSpec
+
+logger = logging.getLogger(__name__)
+
+allow_fairseq_checkpoints()
+install_ema_loading()
+
+
+@dataclass
+class DiffusionTranslationConfig(TranslationConfig):
+    # the process (stored with the model; RDM's names and meanings)
+    diffusion_type: str = field(default="absorbing", metadata={"help": "one of " + ", ".join(DIFFUSION_TYPES)})
+    num_diffusion_timesteps: int = field(default=50, metadata={"help": "number of diffusion timesteps T"})
+    noise_scheduler_type: str = field(default="cosine", metadata={"help": "multinomial noise schedule: cosine, linear, sqrt"})
+    noise_distribution: str = field(default="uniform", metadata={"help": "reparam-multinomial noise: uniform or unigram"})
+    not_diffusing_special_sym: bool = field(default=False, metadata={"help": "never corrupt pad/bos/eos while training"})
+    reweighting_type: str = field(default="linear", metadata={"help": "reparam loss weighting: linear, reciprocal, none"})
+    lambda_direct_xentropy: float = field(default=-1.0, metadata={"help": "weight of an extra plain cross-entropy term"})
+    decoder_loss_type: str = field(default="orig", metadata={"help": "multinomial log p(x0|x1) form: orig or simple"})
+    timestep_emb_type: str = field(default="sinusoidal", metadata={"help": "timestep embedding: sinusoidal, learnable, none"})
+    # decoding (RDM's options, honoured under stock fairseq-generate)
+    argmax_decoding: bool = field(default=False, metadata={"help": "take the argmax of p(x0|x_t) instead of sampling"})
+    decoding_strategy: str = field(default="default", metadata={
+        "help": "default, or reparam-<cond|uncond>-<deterministic|stochasticF>-<linear|cosine>"})
+    load_ema_weights: bool = field(default=False, metadata={"help": "decode with the EMA weights (--store-ema)"})
+    # ours
+    tp_schedule: Optional[str] = field(default=None, metadata={
+        "help": "timesteps to decode at: '49,33,12,0', 'uniform:N', 'cosine:N', 'quadratic:N' or a JSON file "
+                "from fairseq-tp-search (default: uniform:--iter-decode-max-iter)"})
+    denoising_rate: str = field(default="pass-index", metadata={
+        "help": "reparam strategies' denoising rate from the pass index (RDM) or the schedule's timesteps: "
+                + ", ".join(RATE_SOURCES)})
+
+
+@register_task("diffusion_translation", dataclass=DiffusionTranslationConfig)
+class DiffusionTranslationTask(TranslationTask):
+    cfg: DiffusionTranslationConfig
+
+    def __init__(self, cfg, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        # Parse at the edge, before any model is loaded or any sentence decoded.
+        try:
+            self.schedule_spec = ScheduleSpec.parse(cfg.tp_schedule) if cfg.tp_schedule else None
+            ReparamStrategy.parse(cfg.decoding_strategy)
+        except (ScheduleError, ValueError) as e:
+            raise UsageError(f"--tp-schedule: {e}" if isinstance(e, ScheduleError) else str(e)) from None
+        if cfg.denoising_rate not in RATE_SOURCES:
+            raise UsageError(f"--denoising-rate must be one of {', '.join(RATE_SOURCES)}, got '{cfg.denoising_rate}'")
+
+    @property
+    def wants_ema_weights(self) -> bool:
+        return bool(self.cfg.load_ema_weights)
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        paths = utils.split_paths(self.cfg.data)
+        data_path = paths[(epoch - 1) % len(paths)]
+        self.datasets[split] = load_langpair_dataset(
+            data_path, split, self.cfg.source_lang, self.src_dict, self.cfg.target_lang, self.tgt_dict,
+            combine=combine, dataset_impl=self.cfg.dataset_impl, upsample_primary=self.cfg.upsample_primary,
+            left_pad_source=self.cfg.left_pad_source, left_pad_target=self.cfg.left_pad_target,
+            max_source_positions=self.cfg.max_source_positions, max_target_positions=self.cfg.max_target_positions,
+            prepend_bos=True,  # the target is <bos> words <eos>, as RDM trains it
+        )
+
+    def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
+        if constraints is not None:
+            raise NotImplementedError("constrained decoding is not supported by diffusion_translation")
+        return LanguagePairDataset(src_tokens, src_lengths, self.source_dictionary, append_bos=True)
+
+    def resolve_schedule(self, num_timesteps: int, max_iter: int) -> Schedule:
+        try:
+            if self.schedule_spec is not None:
+                return self.schedule_spec.resolve(num_timesteps)
+            return Schedule.uniform(max_iter, num_timesteps)
+        except ScheduleError as e:
+            raise UsageError(f"--tp-schedule: {e}" if self.schedule_spec else f"--iter-decode-max-iter: {e}") from None
+
+    def decoding_options(self, generation_args) -> DecodingOptions:
+        try:
+            return DecodingOptions(self.cfg.decoding_strategy, bool(self.cfg.argmax_decoding),
+                                   float(getattr(generation_args, "temperature", 1.0)), self.cfg.denoising_rate)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
+        if len(models) > 1:
+            raise UsageError("diffusion_translation decodes one model at a time (no ensembles)")
+        num_timesteps = models[0].diffusion.num_timesteps
+        schedule = self.resolve_schedule(num_timesteps, getattr(args, "iter_decode_max_iter", 10))
+        options = self.decoding_options(args)
+        if self.schedule_spec is None and not getattr(args, "iter_decode_force_max_iter", False):
+            logger.warning("every step always runs (--iter-decode-force-max-iter is implied); "
+                           "RDM's per-sentence early stop without it is not reproduced")
+        if self.schedule_spec is not None and self.schedule_spec.is_file:
+            warn_if_decoding_differs(self.schedule_spec, options, getattr(args, "iter_decode_with_beam", 1),
+                                     self.cfg.load_ema_weights)
+        logger.info(f"diffusion decoding: {schedule.steps} passes at timesteps {schedule} of T = {num_timesteps}; "
+                    f"{options}")
+        return DiffusionGenerator(self.target_dictionary, schedule, options,
+                                  beam_size=getattr(args, "iter_decode_with_beam", 1),
+                                  retain_history=getattr(args, "retain_iter_history", False))
+
+
+def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam: int, ema: bool) -> None:
+    recorded = spec.extra.get("decoding")
+    if not isinstance(recorded, dict):
+        return
+    current = {"strategy": options.strategy, "argmax": options.argmax, "temperature": options.temperature,
+               "length_beam": beam, "ema": bool(ema), "denoising_rate": options.rate_from}
+    differing = [f"{k} {recorded[k]!r} -> {v!r}" for k, v in current.items() if k in recorded and recorded[k] != v]
+    if differing:
+        logger.warning(f"schedule {spec.text} was searched with other decoding options: {'; '.join(differing)}")
