@@ -1,8 +1,10 @@
 """What makes fairseq 0.12 checkpoints load on today's torch, and RDM's --load-ema-weights.
 
 * torch >= 2.6 unpickles with ``weights_only=True``; fairseq checkpoints also
-  pickle ``argparse.Namespace`` (the legacy model config), so we allow-list it
-  and nothing else that a real checkpoint has not been shown to need.
+  pickle ``argparse.Namespace`` (the legacy model config), and ``fairseq-train
+  --eval-bleu`` stores its BLEU n-gram counts as numpy int64 arrays in
+  ``extra_state["metrics"]``.  We allow-list exactly those types (tests load
+  real checkpoints of both kinds); weights_only stays on.
 * Stock fairseq-generate loads ``state["model"]``; no task or model hook sees
   ``extra_state["ema"]``.  While a task with ``load_ema_weights`` loads its
   models, fairseq's checkpoint reader returns the EMA weights as the model's.
@@ -11,12 +13,22 @@ import argparse
 import contextvars
 import functools
 
+import numpy as np
 import torch
 from fairseq import checkpoint_utils
 
 from .errors import UsageError
 
-SAFE_GLOBALS = [argparse.Namespace]
+_numpy_core = np._core if hasattr(np, "_core") else np.core
+SAFE_GLOBALS = [
+    argparse.Namespace,
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.int64)),
+    _numpy_core.multiarray._reconstruct,
+    # the name numpy 1 pickles it under, so older checkpoints load on numpy 2 too
+    (_numpy_core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+]
 
 _load_ema = contextvars.ContextVar("fairseq_tp_load_ema", default=False)
 

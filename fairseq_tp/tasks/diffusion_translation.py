@@ -82,6 +82,14 @@ class DiffusionTranslationTask(TranslationTask):
             prepend_bos=True,  # the target is <bos> words <eos>, as RDM trains it
         )
 
+    def get_batch_iterator(self, dataset, **kwargs):
+        # fairseq 0.12 drops a last batch whose size is not a multiple of
+        # --required-batch-size-multiple (default 8).  Harmless in training,
+        # but fairseq-generate would silently skip up to 7 sentences.
+        if dataset is not self.datasets.get(self.cfg.train_subset):
+            kwargs["required_batch_size_multiple"] = 1
+        return super().get_batch_iterator(dataset, **kwargs)
+
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
         if constraints is not None:
             raise NotImplementedError("constrained decoding is not supported by diffusion_translation")

@@ -1,0 +1,92 @@
+"""fairseq-preprocess -> fairseq-train -> fairseq-generate on tiny data, for every diffusion type."""
+import sys
+
+import pytest
+import torch
+
+from conftest import DIFFUSION_TYPES, PLUGIN_DIR, generate, read_hypotheses, run_cli
+
+
+@pytest.mark.parametrize("kind", DIFFUSION_TYPES)
+def test_every_sentence_decoded_under_named_and_explicit_schedules(kind, toy_data, checkpoints, tmp_path):
+    n_test = len((toy_data / "raw" / "test.src").read_text().splitlines())
+    for name, schedule in (("uniform", "uniform:4"), ("explicit", "49,33,12,0")):
+        out = generate(toy_data / "bin", checkpoints[kind], tmp_path / name, "--tp-schedule", schedule,
+                       "--argmax-decoding", "--print-step")
+        text = out.read_text()
+        assert sorted(read_hypotheses(out)) == list(range(n_test))
+        assert all(line.split("\t")[1] == "4" for line in text.splitlines() if line.startswith("I-"))
+
+
+@pytest.mark.parametrize("kind", ["absorbing", "multinomial"])
+def test_same_seed_same_output_even_when_sampling(kind, toy_data, checkpoints, tmp_path):
+    runs = [read_hypotheses(generate(toy_data / "bin", checkpoints[kind], tmp_path / f"r{i}",
+                                     "--tp-schedule", "cosine:5", "--seed", "7", "--temperature", "1.0"))
+            for i in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_history_has_one_state_per_pass_plus_the_start(toy_data, checkpoints, tmp_path):
+    out = generate(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--tp-schedule", "40,20,3",
+                   "--retain-iter-history", "--argmax-decoding")
+    history = [line for line in out.read_text().splitlines() if line.startswith("E-0_")]
+    assert [h.split("\t")[0] for h in history] == ["E-0_0", "E-0_1", "E-0_2", "E-0_3"]
+    assert history[0].split("\t")[1].split() == ["<unk>"] * len(history[0].split("\t")[1].split())
+
+
+def test_length_beam_and_reparam_strategies_run(toy_data, checkpoints, tmp_path):
+    for i, strategy in enumerate(["reparam-cond-deterministic-linear", "reparam-uncond-stochastic1.0-cosine"]):
+        for kind in ("reparam-absorbing", "reparam-multinomial"):
+            out = generate(toy_data / "bin", checkpoints[kind], tmp_path / f"{kind}{i}", "--tp-schedule", "uniform:3",
+                           "--iter-decode-with-beam", "3", "--decoding-strategy", strategy, "--argmax-decoding",
+                           "--denoising-rate", "timestep")
+            assert len(read_hypotheses(out)) == 20
+
+
+def test_ema_weights_are_what_gets_decoded(checkpoints):
+    from fairseq import checkpoint_utils
+    import fairseq_tp
+    fairseq_tp.register()
+    from fairseq_tp.compat import swap_in_ema
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoints["absorbing"]))
+    ema = state["extra_state"]["ema"]
+    key = "decoder.embed_length.weight"
+    assert not torch.equal(state["model"][key], ema[key])
+    assert torch.equal(swap_in_ema(state, "x")["model"][key], ema[key])
+
+
+BAD_SCHEDULES = {
+    "12,33": "fairseq-tp: error: --tp-schedule: schedule timesteps must be strictly decreasing, got 12,33",
+    "49,49,3": "fairseq-tp: error: --tp-schedule: schedule timesteps must be strictly decreasing, got 49,49,3",
+    "60,3": "fairseq-tp: error: --tp-schedule: schedule timestep 60 is out of range [0, 49] for a model with T = 50 steps",
+    "uniform:0": "fairseq-tp: error: --tp-schedule: uniform:0: the number of steps must be at least 1",
+    "missing.json": "fairseq-tp: error: --tp-schedule: cannot read schedule file missing.json: No such file or directory",
+}
+
+
+@pytest.mark.parametrize("schedule", ["12,33", "60,3"])
+def test_bad_schedule_exits_with_one_line_and_no_traceback(schedule, toy_data, checkpoints, tmp_path):
+    result = run_cli([sys.executable, "-m", "fairseq_cli.generate", str(toy_data / "bin"), "--user-dir", PLUGIN_DIR,
+                      "--task", "diffusion_translation", "--path", str(checkpoints["absorbing"]),
+                      "--gen-subset", "test", "--cpu", "--tp-schedule", schedule], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == BAD_SCHEDULES[schedule]
+    assert "H-" not in result.stdout
+
+
+@pytest.mark.parametrize("schedule", sorted(BAD_SCHEDULES))
+def test_bad_schedule_message_in_process(schedule, toy_data, checkpoints, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        generate(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--tp-schedule", schedule)
+    assert str(exit_info.value) == BAD_SCHEDULES[schedule]
+    assert not (tmp_path / "generate-test.txt").exists() or "H-" not in (tmp_path / "generate-test.txt").read_text()
+
+
+def test_schedule_file_for_another_T_is_refused(toy_data, checkpoints, tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text('{"timesteps": [99, 50, 0], "num_timesteps": 100}')
+    with pytest.raises(SystemExit) as exit_info:
+        generate(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--tp-schedule", str(path))
+    assert str(exit_info.value) == (f"fairseq-tp: error: --tp-schedule: schedule file {path} was made for "
+                                    "T = 100 but the checkpoint has T = 50")
