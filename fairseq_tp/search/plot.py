@@ -1,0 +1,65 @@
+"""Plot a search: BLEU per trial, and where each trial put its steps (cf. the paper's Fig. 4)."""
+import os
+import tempfile
+from typing import Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .space import ScheduleSpace
+from .trial_log import SOURCES, Trial
+
+_COLOURS = {"baseline": "black", "initial": "tab:gray", "botorch": "tab:blue", "random": "tab:orange"}
+
+
+def plot_trials(trials: Sequence[Trial], space: ScheduleSpace, path: str) -> None:
+    """Write the figure to ``path`` atomically; the format follows the extension (PNG if none)."""
+    if not trials:
+        raise ValueError("no trials to plot")
+    # A bare Figure with the Agg canvas: no pyplot, so the caller's backend is left alone.
+    figure = Figure(figsize=(8, 6.5), constrained_layout=True)
+    FigureCanvasAgg(figure)
+    scores_axes, steps_axes = figure.subplots(2, 1, sharex=True)
+    indices = [t.index for t in trials]
+    best_index = max(trials, key=lambda t: (t.bleu, -t.index)).index
+
+    for source in SOURCES:
+        chosen = [t for t in trials if t.source == source]
+        if chosen:
+            x, y = [t.index for t in chosen], [t.bleu for t in chosen]
+            scores_axes.scatter(x, y, s=18, color=_COLOURS[source], label=source)
+    best_so_far, running = [], float("-inf")
+    for t in trials:
+        running = max(running, t.bleu)
+        best_so_far.append(running)
+    scores_axes.step(indices, best_so_far, where="post", color="tab:green", label="best so far")
+    baseline = next((t for t in trials if t.source == "baseline"), None)
+    if baseline is not None:
+        scores_axes.axhline(baseline.bleu, color="black", linestyle="--", linewidth=0.8, label="baseline")
+    scores_axes.set_ylabel("BLEU")
+    scores_axes.legend(fontsize="small", loc="best")
+    scores_axes.set_title(f"{space.steps}-step schedule search, T = {space.num_timesteps}")
+
+    for t in trials:
+        emphasis = dict(s=28, color="tab:red", zorder=3) if t.index == best_index else dict(
+            s=8, color=_COLOURS[t.source]
+        )
+        steps_axes.scatter([t.index] * t.schedule.steps, t.schedule.timesteps, **emphasis)
+    steps_axes.set_ylim(-0.02 * space.num_timesteps, 1.02 * (space.num_timesteps - 1))
+    steps_axes.set_xlabel("trial")
+    steps_axes.set_ylabel("timestep (best in red)")
+    _save_atomically(figure, path)
+
+
+def _save_atomically(figure: Figure, path: str) -> None:
+    extension = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + extension, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            figure.savefig(f, format=extension, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,240 @@
+"""The trial log: one JSON line per evaluated schedule, durable after each one.
+
+Line 1 is ``{"kind": "header", "config": {...}, "search": {...}}``: ``config``
+is the caller's opaque description of the search (checkpoint, data, decoding
+options...), ``search`` the parameters this package needs to repeat the
+proposals (seed, strategy, space, initial design size).  Every further line is
+one :class:`Trial`, written, flushed and fsync'd before the next evaluation
+starts, so a killed search loses at most the evaluation in flight.
+
+Resuming checks that both sections match the new search, except for keys that
+only limit how long it runs (``budget``, ``time_budget_s``).
+"""
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+
+from ..schedule import Schedule, ScheduleError, atomic_write_text
+from .space import SearchError
+
+SOURCES = ("baseline", "initial", "botorch", "random")
+# Config keys that may change between a search and its resumption.
+RESUMABLE_CONFIG_KEYS: FrozenSet[str] = frozenset({"budget", "time_budget_s"})
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    schedule: Schedule
+    bleu: float
+    source: str
+    model_s: float  # objective (decoding + scoring) seconds spent on this schedule
+    optimiser_s: float  # seconds spent choosing it
+    time: float  # Unix time when it was recorded
+
+    def to_record(self) -> Dict[str, Any]:
+        return {
+            "index": self.index,
+            "timesteps": list(self.schedule.timesteps),
+            "bleu": self.bleu,
+            "source": self.source,
+            "model_s": self.model_s,
+            "optimiser_s": self.optimiser_s,
+            "time": self.time,
+        }
+
+    @classmethod
+    def from_record(cls, record: Any, num_timesteps: int) -> "Trial":
+        """Parse one log line's record; raises ValueError/TypeError/KeyError if malformed."""
+        if not isinstance(record, dict):
+            raise TypeError("not a JSON object")
+        timesteps = record["timesteps"]
+        if not isinstance(timesteps, list):
+            raise TypeError("'timesteps' is not a list")
+        source = record["source"]
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        return cls(
+            index=_integer(record["index"], "index"),
+            schedule=Schedule(tuple(timesteps), num_timesteps),
+            bleu=_number(record["bleu"], "bleu"),
+            source=source,
+            model_s=_number(record["model_s"], "model_s"),
+            optimiser_s=_number(record["optimiser_s"], "optimiser_s"),
+            time=_number(record["time"], "time"),
+        )
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"'{name}' is not an integer")
+    return value
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"'{name}' is not a finite number")
+    return float(value)
+
+
+def _json_line(record: Dict[str, Any]) -> str:
+    return json.dumps(record, allow_nan=False, sort_keys=False) + "\n"
+
+
+def _normalised(data: Dict[str, Any]) -> Dict[str, Any]:
+    """What a dict looks like after a trip through JSON (tuples become lists...)."""
+    return json.loads(json.dumps(data, allow_nan=False))
+
+
+def differing_keys(
+    old: Dict[str, Any], new: Dict[str, Any], ignore: Iterable[str] = RESUMABLE_CONFIG_KEYS
+) -> List[str]:
+    ignored = set(ignore)
+    keys = sorted((set(old) | set(new)) - ignored)
+    missing = object()
+    return [k for k in keys if old.get(k, missing) != new.get(k, missing)]
+
+
+@dataclass
+class _Contents:
+    header: Optional[Dict[str, Any]]
+    trials: List[Trial]
+    needs_rewrite: bool  # a torn last line must go before anything is appended
+
+
+def _garbled(path: str, why: str) -> SearchError:
+    return SearchError(
+        f"trial log {path} is not a valid trial log ({why}); remove it or choose another --log"
+    )
+
+
+def _read(path: str, num_timesteps: int) -> _Contents:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise SearchError(f"cannot read trial log {path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _garbled(path, "not UTF-8 text") from None
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline
+    needs_rewrite = False
+    if torn:
+        # A kill mid-write leaves a line without its newline.  Any proper
+        # prefix of a JSON object fails to parse; a line that parses is whole.
+        try:
+            json.loads(torn)
+            lines.append(torn)
+        except ValueError:
+            pass
+        needs_rewrite = True
+    if not lines:
+        return _Contents(None, [], needs_rewrite)
+
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise _garbled(path, f"line {number} is not JSON") from None
+    header = records[0]
+    is_header = isinstance(header, dict) and header.get("kind") == "header"
+    if not (is_header and isinstance(header.get("config"), dict)):
+        raise _garbled(path, "line 1 is not a header record")
+    trials = []
+    for number, record in enumerate(records[1:], start=2):
+        try:
+            trial = Trial.from_record(record, num_timesteps)
+        except (KeyError, TypeError, ValueError, ScheduleError) as e:
+            detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
+            raise _garbled(path, f"line {number}: {detail}") from None
+        if trial.index != len(trials):
+            raise _garbled(path, f"line {number} has index {trial.index}, expected {len(trials)}")
+        trials.append(trial)
+    return _Contents(header, trials, needs_rewrite)
+
+
+def read_trial_log(path: str, num_timesteps: int) -> Tuple[Dict[str, Any], List[Trial]]:
+    """The header and the finished trials of a log (e.g. for plotting)."""
+    contents = _read(path, num_timesteps)
+    if contents.header is None:
+        raise _garbled(path, "it is empty")
+    return contents.header, contents.trials
+
+
+class TrialLog:
+    """An open trial log; use :meth:`open`, then :meth:`append` per evaluation."""
+
+    def __init__(self, path: str, header: Dict[str, Any], trials: List[Trial]):
+        self.path = path
+        self.header = header
+        self.trials = trials  # finished evaluations read back on resume
+        try:
+            self._file = open(path, "a", encoding="utf-8")
+        except OSError as e:
+            raise SearchError(f"cannot write trial log {path}: {e.strerror or e}") from None
+
+    @classmethod
+    def open(
+        cls,
+        path: str,
+        config: Dict[str, Any],
+        search: Dict[str, Any],
+        num_timesteps: int,
+        resume: bool,
+        ignore_keys: Iterable[str] = RESUMABLE_CONFIG_KEYS,
+    ) -> "TrialLog":
+        """Start a new log, or (``resume``) continue an existing one for the same search."""
+        try:
+            header = {"kind": "header", "config": _normalised(config), "search": _normalised(search)}
+        except (TypeError, ValueError) as e:
+            raise SearchError(f"the search config cannot be written as JSON: {e}") from None
+        exists = os.path.exists(path) and os.path.getsize(path) > 0
+        if exists and not resume:
+            raise SearchError(
+                f"trial log {path} already exists; resume it, remove it or choose another --log"
+            )
+        contents = _read(path, num_timesteps) if exists else _Contents(None, [], False)
+        if contents.header is None:
+            _write_all(path, header, [])
+            return cls(path, header, [])
+        old = contents.header
+        differ = differing_keys(old["config"], header["config"], ignore_keys)
+        search_differ = differing_keys(old.get("search", {}), header["search"], ignore_keys)
+        differ += [k for k in search_differ if k not in differ]
+        if differ:
+            raise SearchError(
+                f"trial log {path} was written for a different search "
+                f"({', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}); "
+                f"remove it or choose another --log"
+            )
+        if contents.needs_rewrite:
+            _write_all(path, old, contents.trials)
+        return cls(path, old, contents.trials)
+
+    def append(self, trial: Trial) -> None:
+        self._file.write(_json_line(trial.to_record()))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.trials.append(trial)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "TrialLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _write_all(path: str, header: Dict[str, Any], trials: List[Trial]) -> None:
+    text = _json_line(header) + "".join(_json_line(t.to_record()) for t in trials)
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise SearchError(f"cannot write trial log {path}: {e.strerror or e}") from None
