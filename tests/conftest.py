@@ -1,6 +1,5 @@
 """Shared fixtures: tiny generated data and tiny models trained once per session."""
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ import torch
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples" / "toy_reversal"))
+from make_data import write_reversal_data  # noqa: E402
 FIXTURES = REPO.parent / "shared" / "fixtures"
 PLUGIN_DIR = str(REPO / "fairseq_tp")
 DIFFUSION_TYPES = ("absorbing", "multinomial", "reparam-absorbing", "reparam-multinomial")
@@ -37,21 +38,10 @@ def run_cli(args, cwd=None, env=None):
     return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True)
 
 
-def make_reversal_data(directory: Path, seed=3, words=20, counts=(300, 24, 20)):
-    """A toy task (reverse the words) small enough to train in seconds."""
-    rng = random.Random(seed)
-    vocab = [a + b for a in ("ka", "lo", "mi", "re", "tu") for b in ("sa", "ne", "po", "di")][:words]
-    directory.mkdir(parents=True, exist_ok=True)
-    for split, n in zip(("train", "valid", "test"), counts):
-        src = [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 9))) for _ in range(n)]
-        (directory / f"{split}.src").write_text("".join(s + "\n" for s in src))
-        (directory / f"{split}.tgt").write_text("".join(" ".join(reversed(s.split())) + "\n" for s in src))
-
-
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
-    make_reversal_data(root / "raw")
+    write_reversal_data(root / "raw", counts=(300, 24, 20))
     raw = root / "raw"
     fairseq_main("preprocess", [
         "--source-lang", "src", "--target-lang", "tgt", "--trainpref", str(raw / "train"),
