@@ -1,5 +1,6 @@
 """Decoding pieces shared by every discrete process: options, state, randomness, token
 picking and the reparameterised (RDM) top-k routing."""
+import functools
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -61,8 +62,9 @@ class DecodingOptions:
         if not self.argmax and self.temperature <= 0:
             raise ValueError(f"--temperature must be positive when sampling, got {self.temperature}")
 
-    @property
+    @functools.cached_property
     def reparam(self) -> Optional[ReparamStrategy]:
+        # Parsed once: the decode loop asks on every pass.
         return ReparamStrategy.parse(self.strategy)
 
 
