@@ -129,12 +129,17 @@ class DiffusionTranslationTask(TranslationTask):
                                   retain_history=getattr(args, "retain_iter_history", False))
 
 
+def decoding_provenance(options: DecodingOptions, beam: int, ema: bool) -> dict:
+    """The decoding options a searched schedule is tied to (recorded in its file)."""
+    return {"strategy": options.strategy, "argmax": options.argmax, "temperature": options.temperature,
+            "length_beam": beam, "ema": bool(ema), "denoising_rate": options.rate_from}
+
+
 def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam: int, ema: bool) -> None:
     recorded = spec.extra.get("decoding")
     if not isinstance(recorded, dict):
         return
-    current = {"strategy": options.strategy, "argmax": options.argmax, "temperature": options.temperature,
-               "length_beam": beam, "ema": bool(ema), "denoising_rate": options.rate_from}
+    current = decoding_provenance(options, beam, ema)
     differing = [f"{k} {recorded[k]!r} -> {v!r}" for k, v in current.items() if k in recorded and recorded[k] != v]
     if differing:
         logger.warning(f"schedule {spec.text} was searched with other decoding options: {'; '.join(differing)}")

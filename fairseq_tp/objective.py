@@ -1,0 +1,114 @@
+"""The search objective: corpus BLEU of a schedule on a few validation sentences.
+
+The shots are encoded and their lengths predicted once; every evaluation
+reuses that and only runs the decoder passes.  Candidate schedules decoded
+together share a batch (stacked schedule-major), and every schedule draws its
+decoding noise from a generator seeded the same way, so two schedules differ
+only by their timesteps.  Text goes through the same post-processing as
+fairseq-generate's H-, D- and T- lines.
+"""
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from fairseq import utils
+
+from .bleu import Translation
+from .diffusion import RandomSource
+from .generator import DiffusionGenerator, Encoded
+from .schedule import Schedule
+from .search.optimiser import derive_seed
+
+
+def draw_shots(subset_size: int, shots: Optional[int], seed: int) -> List[int]:
+    """Sentence ids of ``shots`` sentences drawn with ``seed`` (all when None), ascending."""
+    if shots is None or shots >= subset_size:
+        return list(range(subset_size))
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(subset_size, size=shots, replace=False))
+
+
+class FewShotBleu:
+    """Implements :class:`fairseq_tp.search.Objective` for a fairseq diffusion model."""
+
+    def __init__(self, model, generator: DiffusionGenerator, dataset, sentence_ids: Sequence[int], bleu, *,
+                 seed: int, max_tokens: Optional[int], batch_size: Optional[int], schedules_per_batch: int = 8,
+                 post_process: Optional[str] = None, decode_fn: Callable[[str], str] = lambda x: x,
+                 use_cuda: bool = False):
+        if schedules_per_batch < 1:
+            raise ValueError(f"--schedules-per-batch must be at least 1, got {schedules_per_batch}")
+        self.model, self.generator, self.dataset, self.bleu = model, generator, dataset, bleu
+        self.sentence_ids = list(sentence_ids)
+        self.seed, self.schedules_per_batch = seed, schedules_per_batch
+        self.post_process, self.decode_fn, self.use_cuda = post_process, decode_fn, use_cuda
+        self.tgt_dict = generator.tgt_dict
+        self.batches = self._batches(max_tokens, batch_size)
+        self._encoded: Dict[int, Tuple[dict, Encoded]] = {}
+
+    # -- the Objective protocol -------------------------------------------
+    def evaluate(self, schedules: Sequence[Schedule]) -> List[float]:
+        return [self.bleu.score(t) for t in self.translate(schedules)]
+
+    # -- decoding ------------------------------------------------------------
+    def translate(self, schedules: Sequence[Schedule]) -> List[List[Translation]]:
+        """Per schedule, the shots' translations in sentence-id order."""
+        out: List[Dict[int, Translation]] = [{} for _ in schedules]
+        for chunk_start in range(0, len(schedules), self.schedules_per_batch):
+            chunk = list(schedules[chunk_start:chunk_start + self.schedules_per_batch])
+            for number in range(len(self.batches)):
+                sample, encoded = self._encode(number)
+                hypos = self.generator.decode(self.model, encoded, chunk, self._noise(number, len(chunk)))
+                for g, per_sentence in enumerate(hypos):
+                    for row, sentence_hypos in enumerate(per_sentence):
+                        translation = self._text(sample, row, sentence_hypos[0])
+                        out[chunk_start + g][translation.sentence_id] = translation
+        return [[by_id[i] for i in self.sentence_ids] for by_id in out]
+
+    def timed(self, schedule: Schedule) -> Tuple[float, float]:
+        """(BLEU, sentences/s) decoding from scratch, encoder included, as fairseq-generate would."""
+        self._encoded.clear()
+        self._sync()
+        start = time.perf_counter()
+        translations = self.translate([schedule])[0]
+        self._sync()
+        seconds = time.perf_counter() - start
+        self._encoded.clear()
+        return self.bleu.score(translations), len(translations) / seconds
+
+    def _batches(self, max_tokens, batch_size) -> List[np.ndarray]:
+        ids = np.array(self.sentence_ids, dtype=np.int64)
+        # Similar lengths together, then ascending ids inside a batch (fairseq-generate's row order).
+        ids = ids[np.argsort(self.dataset.src_sizes[ids], kind="stable")]
+        batches = self.dataset.batch_by_size(ids, max_tokens=max_tokens, max_sentences=batch_size)
+        return [np.sort(b) for b in batches]
+
+    def _encode(self, number: int):
+        if number not in self._encoded:
+            sample = self.dataset.collater([self.dataset[int(i)] for i in self.batches[number]])
+            if self.use_cuda:
+                sample = utils.move_to_cuda(sample)
+            net_input = sample["net_input"]
+            with torch.no_grad():
+                encoded = self.generator.encode(self.model, net_input["src_tokens"], net_input["src_lengths"])
+            self._encoded[number] = (sample, encoded)
+        return self._encoded[number]
+
+    def _noise(self, batch_number: int, groups: int) -> RandomSource:
+        device = "cuda" if self.use_cuda else "cpu"
+        seed = derive_seed(self.seed, batch_number, "decoding")
+        return RandomSource([torch.Generator(device=device).manual_seed(seed) for _ in range(groups)])
+
+    def _text(self, sample, row: int, hypo) -> Translation:
+        strip = self.generator.symbols_to_strip_from_output
+        target = utils.strip_pad(sample["target"][row], self.tgt_dict.pad()).int().cpu()
+        reference = self.tgt_dict.string(target, self.post_process, escape_unk=True, extra_symbols_to_ignore=strip)
+        _, hypothesis, _ = utils.post_process_prediction(
+            hypo_tokens=hypo["tokens"].int().cpu(), src_str="", alignment=None, align_dict=None,
+            tgt_dict=self.tgt_dict, remove_bpe=self.post_process, extra_symbols_to_ignore=strip)
+        return Translation(int(sample["id"][row]), hypothesis, self.decode_fn(hypothesis),
+                           self.decode_fn(reference))
+
+    def _sync(self):
+        if self.use_cuda:
+            torch.cuda.synchronize()

@@ -1,0 +1,221 @@
+"""fairseq-tp-search end to end: search -> schedule.json -> fairseq-generate, resume, and bad input."""
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import sacrebleu
+
+from conftest import FIXTURES, PLUGIN_DIR, TINY_MODEL, fairseq_main, generate, run_cli
+from fairseq_tp.bleu import TokenizedBleu, Translation, compound_split
+from fairseq_tp.search_cli import main as search_main
+
+RDM = FIXTURES / "rdm-toy"
+DETERMINISTIC = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]
+
+
+def search(data, checkpoint, out_dir, *extra, name="schedule.json"):
+    output = out_dir / name
+    search_main([str(data), "--user-dir", PLUGIN_DIR, "--path", str(checkpoint), "--cpu", "--no-progress-bar",
+                 "--output", str(output), *extra])
+    return json.loads(output.read_text())
+
+
+def search_error(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        search_main(list(args))
+    message = str(exit_info.value.code)
+    assert message.startswith("fairseq-tp-search: error: ") and "\n" not in message, message
+    return message
+
+
+def generated_lines(path, prefix):
+    lines = {}
+    for line in path.read_text().splitlines():
+        if line.startswith(prefix + "-"):
+            head, *fields = line.split("\t")
+            lines[int(head[len(prefix) + 1:])] = fields[-1] if fields else ""
+    return [lines[i] for i in sorted(lines)]
+
+
+def shots_data_bin(tmp_path, shot_ids):
+    """The searched shots of the fixture's valid subset as a data-bin of their own."""
+    raw = tmp_path / "shots"
+    raw.mkdir()
+    for side in ("src", "tgt"):
+        lines = (RDM / "raw" / f"valid.{side}").read_text().splitlines()
+        (raw / f"test.{side}").write_text("".join(lines[i] + "\n" for i in shot_ids))
+    fairseq_main("preprocess", ["--source-lang", "src", "--target-lang", "tgt", "--testpref", str(raw / "test"),
+                                "--srcdict", str(RDM / "data-bin" / "dict.src.txt"),
+                                "--tgtdict", str(RDM / "data-bin" / "dict.tgt.txt"),
+                                "--destdir", str(tmp_path / "shots-bin"), "--workers", "1"])
+    return tmp_path / "shots-bin"
+
+
+@pytest.mark.parametrize("bleu", ["sacrebleu", "tokenized"])
+def test_fairseq_generate_on_the_shots_reproduces_the_recorded_bleu(bleu, tmp_path):
+    record = search(RDM / "data-bin", RDM / "absorbing.pt", tmp_path, "--steps", "4", "--shots", "20",
+                    "--budget", "6", "--batch-size", "50", "--bleu", bleu, *DETERMINISTIC)
+    assert len(record["shot_ids"]) == 20 and record["shots"] == 20 and record["subset"] == "valid"
+    expected_scorer = "tokenized" if bleu == "tokenized" else f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|" \
+        f"version:{sacrebleu.__version__}"
+    assert record["scorer"] == expected_scorer
+    assert 30 < record["bleu"] and record["bleu"] >= record["uniform_bleu"]
+    data = shots_data_bin(tmp_path, record["shot_ids"])
+    scoring = ["--scoring", "sacrebleu"] if bleu == "sacrebleu" else []
+    out = generate(data, RDM / "absorbing.pt", tmp_path / "gen", "--batch-size", "50",
+                   "--tp-schedule", str(tmp_path / "schedule.json"), *DETERMINISTIC, *scoring)
+    refs = generated_lines(out, "T")
+    if bleu == "sacrebleu":
+        hyps = generated_lines(out, "D")
+        assert sacrebleu.corpus_bleu(hyps, [refs]).score == record["bleu"]
+        printed = re.search(r"BLEU = ([\d.]+)", out.read_text()).group(1)
+    else:  # fairseq's scripts/compound_split_bleu.sh, run as written
+        split = "perl -ple 's{(\\S)-(\\S)}{$1 ##AT##-##AT## $2}g'"
+        for prefix, name in (("H", "sys"), ("T", "ref")):
+            (tmp_path / name).write_text("".join(x + "\n" for x in generated_lines(out, prefix)))
+            subprocess.run(f"{split} < {tmp_path / name} > {tmp_path / name}.split", shell=True, check=True)
+        scored = run_cli(["fairseq-score", "--sys", str(tmp_path / "sys.split"), "--ref", str(tmp_path / "ref.split")])
+        printed = re.search(r"BLEU4 = ([\d.]+)", scored.stdout).group(1)
+        hyps = generated_lines(out, "H")
+        translations = [Translation(i, h, h, r) for i, (h, r) in enumerate(zip(hyps, refs))]
+        assert TokenizedBleu().score(translations) == record["bleu"]
+    assert printed == f"{record['bleu']:.2f}"
+
+
+def test_search_writes_a_schedule_file_fairseq_generate_reads(toy_data, checkpoints, tmp_path):
+    record = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--steps", "3", "--shots", "all",
+                    "--budget", "5", "--plot", str(tmp_path / "trials.png"), "--eval-subset", "test")
+    expected_keys = {"timesteps", "num_timesteps", "steps", "bleu", "uniform_bleu", "shots", "seed", "strategy",
+                     "evaluations", "scorer", "checkpoint", "checkpoint_sha256", "elapsed_s", "decoding"}
+    assert expected_keys <= set(record)
+    assert record["num_timesteps"] == 50 and record["steps"] == 3 and record["timesteps"][0] == 49
+    assert record["shots"] == "all" and record["shot_ids"] == list(range(24)) and record["evaluations"] == 5
+    assert record["decoding"] == {"strategy": "default", "argmax": False, "temperature": 1.0, "length_beam": 1,
+                                  "ema": False, "denoising_rate": "pass-index"}
+    assert set(record["eval"]) == {"subset", "uniform", "searched"} and record["eval"]["searched"]["sents_per_s"] > 0
+    trials = (tmp_path / "schedule.trials.jsonl").read_text().splitlines()
+    assert len(trials) == 1 + 5 and (tmp_path / "trials.png").stat().st_size > 0
+    out = generate(toy_data / "bin", checkpoints["absorbing"], tmp_path / "gen", "--tp-schedule",
+                   str(tmp_path / "schedule.json"), "--print-step")
+    steps = {line.split("\t")[1] for line in out.read_text().splitlines() if line.startswith("I-")}
+    assert steps == {"3"}
+
+
+def test_resumed_search_matches_an_uninterrupted_one(toy_data, checkpoints, tmp_path):
+    args = [toy_data / "bin", checkpoints["multinomial"]]
+    common = ["--steps", "3", "--shots", "12", "--seed", "3"]
+    whole = search(*args, tmp_path, *common, "--budget", "11", name="whole.json")
+    search(*args, tmp_path, *common, "--budget", "5", name="part.json")
+    resumed = search(*args, tmp_path, *common, "--budget", "11", "--resume", name="part.json")
+
+    def trials(name):
+        lines = (tmp_path / name).read_text().splitlines()[1:]
+        return [(json.loads(line)["timesteps"], json.loads(line)["bleu"]) for line in lines]
+
+    assert trials("part.trials.jsonl") == trials("whole.trials.jsonl") and len(trials("whole.trials.jsonl")) == 11
+    assert (resumed["timesteps"], resumed["bleu"]) == (whole["timesteps"], whole["bleu"])
+
+
+def test_candidate_schedules_decoded_together_score_as_alone(toy_data, checkpoints, tmp_path):
+    # Sampling decoding: equal scores need each schedule to see the same noise in any batch.
+    args = [toy_data / "bin", checkpoints["reparam-multinomial"], "--steps", "3", "--shots", "16",
+            "--decoding-strategy", "reparam-uncond-stochastic1.0-linear"]
+    together = search(*args[:2], tmp_path, *args[2:], "--budget", "7", "--schedules-per-batch", "8", name="a.json")
+    alone = search(*args[:2], tmp_path, *args[2:], "--budget", "7", "--schedules-per-batch", "1", name="b.json")
+    read = lambda name: (tmp_path / name).read_text().splitlines()[1:]  # noqa: E731
+    assert [json.loads(x)["bleu"] for x in read("a.trials.jsonl")] == [json.loads(x)["bleu"] for x in read("b.trials.jsonl")]
+    assert together["bleu"] == alone["bleu"]
+
+
+def test_encoder_runs_once_per_batch_of_shots(toy_data, checkpoints, monkeypatch, tmp_path):
+    from fairseq_tp.generator import DiffusionGenerator
+    calls = []
+    original = DiffusionGenerator.encode
+    monkeypatch.setattr(DiffusionGenerator, "encode", lambda self, *a: calls.append(1) or original(self, *a))
+    search(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--steps", "3", "--shots", "all",
+           "--batch-size", "10", "--budget", "9")
+    assert len(calls) == 3  # 24 sentences in batches of <= 10, for 9 evaluations
+
+
+def test_compound_split_matches_fairseqs_perl_one_liner():
+    line = "a well-known state-of-the-art x- a-b-c -d e--f"
+    perl = subprocess.run(["perl", "-ple", "s{(\\S)-(\\S)}{$1 ##AT##-##AT## $2}g"], input=line + "\n",
+                          capture_output=True, text=True, check=True).stdout.rstrip("\n")
+    assert compound_split(line) == perl == ("a well ##AT##-##AT## known state ##AT##-##AT## of ##AT##-##AT## the "
+                                            "##AT##-##AT## art x- a ##AT##-##AT## b-c -d e ##AT##-##AT## -f")
+
+
+@pytest.fixture(scope="module")
+def transformer_checkpoint(toy_data, tmp_path_factory):
+    save = tmp_path_factory.mktemp("transformer")
+    fairseq_main("train", [str(toy_data / "bin"), "--task", "translation", *TINY_MODEL, "--arch", "transformer",
+                           "--optimizer", "adam", "--lr", "0.001", "--max-update", "1", "--max-tokens", "1024",
+                           "--save-dir", str(save), "--no-epoch-checkpoints", "--cpu", "--no-progress-bar"])
+    return save / "checkpoint_last.pt"
+
+
+def test_bad_input_gets_one_line_and_writes_nothing(toy_data, checkpoints, transformer_checkpoint, capsys,
+                                                    tmp_path):
+    data, ckpt = str(toy_data / "bin"), str(checkpoints["absorbing"])
+    output = tmp_path / "s.json"
+    base = [data, "--cpu", "--no-progress-bar", "--output", str(output)]
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    cases = {
+        "does not exist": ["--path", str(tmp_path / "missing.pt"), "--steps", "4"],
+        "cannot load checkpoint": ["--path", str(garbage), "--steps", "4"],
+        "is not a diffusion model (architecture 'transformer')": ["--path", str(transformer_checkpoint),
+                                                                   "--steps", "4"],
+        "cannot search 50 steps for a model with T = 50": ["--path", ckpt, "--steps", "50"],
+        "--shots 25 is more than the 24 sentences in subset 'valid'": ["--path", ckpt, "--steps", "4",
+                                                                       "--shots", "25"],
+        "Dataset not found: nosuch": ["--path", ckpt, "--steps", "4", "--gen-subset", "nosuch"],
+        "--output: directory": ["--path", ckpt, "--steps", "4", "--output", str(tmp_path / "no" / "s.json")],
+    }
+    for expected, args in cases.items():
+        message = search_error(capsys, *base, *args)
+        assert expected in message, (expected, message)
+    assert not output.exists() and not (tmp_path / "s.trials.jsonl").exists()
+
+
+def test_trial_log_mismatches_are_refused(toy_data, checkpoints, capsys, tmp_path):
+    base = [str(toy_data / "bin"), "--cpu", "--no-progress-bar", "--output", str(tmp_path / "s.json"),
+            "--path", str(checkpoints["absorbing"]), "--steps", "3", "--shots", "8", "--budget", "3"]
+    search_main(base)
+    assert "already exists; resume it with --resume" in search_error(capsys, *base)
+    assert "(shot_ids, shots differ)" in search_error(capsys, *base[:-4], "--shots", "9", "--budget", "3",
+                                                      "--resume")
+    assert "(decoding differs)" in search_error(capsys, *base, "--argmax-decoding", "--resume")
+    other = str(checkpoints["reparam-absorbing"])
+    assert "(checkpoint_sha256 differs)" in search_error(capsys, *[other if a == base[6] else a for a in base],
+                                                         "--resume")
+    log = tmp_path / "s.trials.jsonl"
+    log.write_text("{not json\n")
+    assert "is not a valid trial log" in search_error(capsys, *base, "--resume")
+
+
+def test_command_line_tool_is_installed_and_exits_non_zero_on_bad_input(toy_data, checkpoints, tmp_path):
+    shutil.copy(checkpoints["absorbing"], tmp_path / "ckpt.pt")
+    result = run_cli(["fairseq-tp-search", str(toy_data / "bin"), "--user-dir", "fairseq_tp", "--path",
+                      str(tmp_path / "ckpt.pt"), "--steps", "60", "--cpu"], cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == ["fairseq-tp-search: error: --steps: cannot search 60 steps for a model with T = 50: "
+                      "with N >= T at most one schedule exists (every timestep), nothing to search"]
+    ok = run_cli(["fairseq-tp-search", str(toy_data / "bin"), "--user-dir", "fairseq_tp", "--path", "ckpt.pt",
+                  "--steps", "2", "--shots", "5", "--budget", "3", "--cpu"], cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "searched" in ok.stdout and json.loads((tmp_path / "schedule.json").read_text())["evaluations"] == 3
+
+
+def test_search_takes_rdm_checkpoints_and_rdm_decoding_flags(tmp_path):
+    record = search(RDM / "data-bin", RDM / "multinomial.pt", tmp_path, "--steps", "4", "--shots", "16",
+                    "--budget", "4", "--iter-decode-with-beam", "3", "--load-ema-weights", "--remove-bpe",
+                    "--argmax-decoding", "--decoding-strategy", "reparam-uncond-stochastic0.5-cosine",
+                    "--iter-decode-eos-penalty", "0", "--iter-decode-force-max-iter")
+    assert record["decoding"] == {"strategy": "reparam-uncond-stochastic0.5-cosine", "argmax": True,
+                                  "temperature": 1.0, "length_beam": 3, "ema": True, "denoising_rate": "pass-index"}
+    # The fixture's multinomial model degrades with more steps but is well trained at 4 (RDM: BLEU4 ~40).
+    assert record["uniform_bleu"] > 20 and record["bleu"] >= record["uniform_bleu"]
