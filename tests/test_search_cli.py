@@ -1,5 +1,6 @@
 """fairseq-tp-search end to end: search -> schedule.json -> fairseq-generate, resume, and bad input."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -219,3 +220,28 @@ def test_search_takes_rdm_checkpoints_and_rdm_decoding_flags(tmp_path):
                                   "temperature": 1.0, "length_beam": 3, "ema": True, "denoising_rate": "pass-index"}
     # The fixture's multinomial model degrades with more steps but is well trained at 4 (RDM: BLEU4 ~40).
     assert record["uniform_bleu"] > 20 and record["bleu"] >= record["uniform_bleu"]
+
+
+def test_killed_command_resumes_to_the_uninterrupted_result(toy_data, checkpoints, tmp_path):
+    import signal
+    import time
+    args = [str(toy_data / "bin"), "--path", str(checkpoints["absorbing"]), "--steps", "3", "--shots", "12",
+            "--budget", "14", "--cpu", "--no-progress-bar"]
+    whole = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, *args[3:-2], name="whole.json")
+    log = tmp_path / "killed.trials.jsonl"
+    command = ["fairseq-tp-search", *args, "--output", str(tmp_path / "killed.json")]
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 10):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = len(log.read_text().splitlines()) - 1
+    assert 9 <= finished < 14 and not (tmp_path / "killed.json").exists()
+    resumed = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, *args[3:-2], "--resume",
+                     name="killed.json")
+    trials = lambda name: [(json.loads(x)["timesteps"], json.loads(x)["bleu"])  # noqa: E731
+                           for x in (tmp_path / name).read_text().splitlines()[1:]]
+    assert trials("killed.trials.jsonl") == trials("whole.trials.jsonl")
+    assert (resumed["timesteps"], resumed["bleu"]) == (whole["timesteps"], whole["bleu"])
