@@ -3,13 +3,18 @@ prediction, then one decoder pass per schedule step.
 
 Several schedules can be decoded in one batch (the search does): rows are
 stacked schedule-major and each schedule's rows draw from their own RNG.
+The diffusion process owns the decoding state (tokens, and for continuous
+models the embedding-space x_t) and the reverse step; this loop only feeds
+the decoder.  With ``--mbr-samples K`` every sentence is decoded K times
+(adjacent rows, different noise) and the minimum-Bayes-risk sample is kept.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .diffusion import DecodeState, DecodingOptions, RandomSource
+from .diffusion import DecodingOptions, RandomSource
+from .errors import UsageError
 from .schedule import Schedule
 
 
@@ -70,24 +75,31 @@ class DiffusionGenerator:
         if len(steps) != 1:
             raise ValueError("schedules decoded together must have the same number of steps")
         diffusion = model.diffusion
-        groups, rows = len(schedules), encoded.lengths.size(0)
+        try:
+            diffusion.check_decoding(self.options)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        samples = self.options.mbr_samples
+        groups, rows = len(schedules), encoded.lengths.size(0) * samples  # rows per schedule
         encoder_out = encoded.encoder_out
         lengths = encoded.lengths
-        if groups > 1:
-            encoder_out = model.encoder.reorder_encoder_out(
-                encoder_out, torch.arange(rows, device=lengths.device).repeat(groups))
-            lengths = lengths.repeat(groups)
+        if groups > 1 or samples > 1:
+            order = torch.arange(encoded.lengths.size(0), device=lengths.device)
+            order = order.repeat_interleave(samples).repeat(groups)
+            encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
+            lengths = lengths[order]
 
-        tokens = diffusion.initial_tokens(lengths, int(lengths.max()), rng)
-        state = DecodeState(tokens, torch.zeros(tokens.shape, device=tokens.device), diffusion.non_special(tokens))
-        history = [tokens.clone()] if self.retain_history else None
+        state = diffusion.initial_state(lengths, int(lengths.max()), rng)
+        history = [state.tokens.clone()] if self.retain_history else None
         passes = steps.pop()
+        device = lengths.device
         for i in range(passes):
-            t = self._per_row([s.timesteps[i] for s in schedules], rows, tokens.device)
-            s = self._per_row([s.targets()[i] for s in schedules], rows, tokens.device)
+            t = self._per_row([s.timesteps[i] for s in schedules], rows, device)
+            s = self._per_row([s.targets()[i] for s in schedules], rows, device)
             progress = self._progress(i, passes, s, diffusion.num_timesteps)
-            logits = model.decoder(state.tokens, encoder_out, diffusion.network_time_at_decoding(t))
-            state = diffusion.reverse_step(state, logits, t, s, progress, self.options, rng)
+            # Logits for discrete models, an X0Prediction for continuous ones (x_t is state.x).
+            output = model.decoder(state.tokens, encoder_out, diffusion.network_time_at_decoding(t), x_t=state.x)
+            state = diffusion.reverse_step(state, output, t, s, progress, self.options, rng)
             if history is not None:
                 history.append(state.tokens.clone())
         return [self._finalize(state, history, g * rows, rows, encoded, passes) for g in range(groups)]
@@ -117,13 +129,34 @@ class DiffusionGenerator:
             if history is not None:
                 hypo["history"] = [{"tokens": h[row][h[row].ne(self.pad)]} for h in history]
             hypos.append(hypo)
-        beam = encoded.beam
-        if beam == 1:
+        per_sentence = encoded.beam * self.options.mbr_samples
+        if per_sentence == 1:
             return [[h] for h in hypos]
-        # Length beam: keep the best-scoring length per sentence (first on ties, as RDM).
         best = []
         for i in range(encoded.batch_size):
-            candidates = hypos[i * beam:(i + 1) * beam]
-            top = max(range(beam), key=lambda j: (float(candidates[j]["score"]), -j))
+            candidates = hypos[i * per_sentence:(i + 1) * per_sentence]
+            if self.options.mbr_samples > 1:
+                top = mbr_choice([self._text(h["tokens"]) for h in candidates])
+            else:  # length beam: keep the best-scoring length (first on ties, as RDM)
+                top = max(range(per_sentence), key=lambda j: (float(candidates[j]["score"]), -j))
             best.append([candidates[top]])
         return best
+
+    def _text(self, tokens: torch.Tensor) -> str:
+        return self.tgt_dict.string(tokens.cpu(), extra_symbols_to_ignore=self.symbols_to_strip_from_output)
+
+
+def mbr_choice(texts: Sequence[str]) -> int:
+    """Index of the candidate with the highest mean sentence-BLEU against the others
+    (sacrebleu's sentence_bleu on token strings); the first wins ties.
+
+    DiffuSeq's MBR ranks by the same sum, with NLTK's smoothed sentence BLEU.
+    """
+    from sacrebleu import sentence_bleu
+
+    n = len(texts)
+    if n == 1:
+        return 0
+    gains = [sum(sentence_bleu(texts[i], [texts[j]]).score for j in range(n) if j != i) / (n - 1)
+             for i in range(n)]
+    return max(range(n), key=lambda i: (gains[i], -i))

@@ -13,6 +13,9 @@ Named spacings (``N`` passes, ``T`` steps):
 - ``uniform:N`` -- RDM's own spacing: with ``s = T // N`` and ``b = T - s*N``,
   pass ``i`` visits RDM step ``T - i*(s+1)`` for ``i < b`` and ``s*(N-i)``
   otherwise (larger strides first); we subtract 1.  T=50, N=4 -> 49,36,23,11.
+  When N divides T this is also what DiffuSeq's decoding visits with ``--step N``
+  (``range(T)[::-1][::T // N]``; T=2000, N=4 -> 1999,1499,999,499), so continuous
+  models use the same spacing.
 - ``cosine:N`` -- ``ceil(T * cos(pi/2 * i/N)) - 1``: passes crowd the noisy end.
 - ``quadratic:N`` -- ``ceil(T * (1 - i/N)**2) - 1``: passes crowd the clean end.
 

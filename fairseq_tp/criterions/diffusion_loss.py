@@ -7,6 +7,8 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from fairseq_tp.errors import UsageError
+
 
 @dataclass
 class DiffusionLossConfig(FairseqDataclass):
@@ -17,6 +19,9 @@ class DiffusionLossConfig(FairseqDataclass):
 class DiffusionLoss(FairseqCriterion):
     def __init__(self, task, label_smoothing):
         super().__init__(task)
+        if label_smoothing > 0 and getattr(getattr(task, "cfg", None), "diffusion_type", None) == "continuous":
+            raise UsageError("--label-smoothing applies to discrete diffusion; continuous models train "
+                             "DiffuSeq's mse + rounding + tT loss")
         self.label_smoothing = label_smoothing
 
     def forward(self, model, sample, reduce=True):

@@ -1,19 +1,28 @@
-"""Discrete diffusion processes in pure torch (no fairseq import)."""
+"""Diffusion processes in pure torch (no fairseq import): discrete and continuous."""
 from .absorbing import AbsorbingDiffusion, ReparamAbsorbingDiffusion
-from .base import DiscreteDiffusion
-from .decoding import DecodeState, DecodingOptions, RandomSource, ReparamStrategy
+from .base import DiffusionProcess, DiscreteDiffusion
+from .continuous import ContinuousDiffusion, X0Prediction
+from .decoding import CONTINUOUS_SAMPLERS, DecodeState, DecodingOptions, RandomSource, ReparamStrategy
 from .multinomial import MultinomialDiffusion, ReparamMultinomialDiffusion
 
-DIFFUSION_TYPES = ("absorbing", "multinomial", "reparam-absorbing", "reparam-multinomial")
+DIFFUSION_TYPES = ("absorbing", "multinomial", "reparam-absorbing", "reparam-multinomial", "continuous")
 
 
 def build_diffusion(diffusion_type: str, num_timesteps: int, vocab_size: int, *, pad: int, bos: int,
                     eos: int, mask: int, not_diffusing_special_sym: bool = False,
                     lambda_direct_xentropy: float = -1.0, reweighting_type: str = "linear",
-                    noise_scheduler_type: str = "cosine", decoder_loss_type: str = "orig",
-                    noise_distribution: str = "uniform", vocab_count=None) -> DiscreteDiffusion:
-    """The process named by RDM's ``--diffusion-type``; options it does not use are ignored."""
+                    noise_scheduler_type=None, decoder_loss_type: str = "orig",
+                    noise_distribution: str = "uniform", vocab_count=None, embed_dim=None) -> DiffusionProcess:
+    """The process named by ``--diffusion-type`` (RDM's names, and ``continuous``); options it
+    does not use are ignored.  ``noise_scheduler_type`` None means the family's own:
+    cosine for multinomial (RDM), sqrt for continuous (DiffuSeq)."""
     ids = dict(pad=pad, bos=bos, eos=eos, mask=mask)
+    if diffusion_type == "continuous":
+        if embed_dim is None:
+            raise ValueError("--diffusion-type continuous needs the embedding dimension")
+        return ContinuousDiffusion(num_timesteps, vocab_size, **ids, embed_dim=embed_dim,
+                                   noise_schedule=noise_scheduler_type or "sqrt")
+    noise_scheduler_type = noise_scheduler_type or "cosine"
     if diffusion_type == "absorbing":
         return AbsorbingDiffusion(num_timesteps, vocab_size, **ids, not_diffusing_special_sym=not_diffusing_special_sym,
                                   lambda_direct_xentropy=lambda_direct_xentropy)
@@ -32,7 +41,8 @@ def build_diffusion(diffusion_type: str, num_timesteps: int, vocab_size: int, *,
 
 
 __all__ = [
-    "AbsorbingDiffusion", "DIFFUSION_TYPES", "DecodeState", "DecodingOptions", "DiscreteDiffusion",
-    "MultinomialDiffusion", "RandomSource", "ReparamAbsorbingDiffusion", "ReparamMultinomialDiffusion",
-    "ReparamStrategy", "build_diffusion",
+    "AbsorbingDiffusion", "CONTINUOUS_SAMPLERS", "ContinuousDiffusion", "DIFFUSION_TYPES", "DecodeState",
+    "DecodingOptions", "DiffusionProcess", "DiscreteDiffusion", "MultinomialDiffusion", "RandomSource",
+    "ReparamAbsorbingDiffusion", "ReparamMultinomialDiffusion", "ReparamStrategy", "X0Prediction",
+    "build_diffusion",
 ]

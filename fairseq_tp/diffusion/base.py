@@ -1,5 +1,6 @@
-"""What every discrete diffusion process shares: special symbols, time sampling for
-training, and the reverse step from timestep t to any earlier s.
+"""What every diffusion process shares (special symbols, time sampling for
+training, the sentence frame the predicted length gives, the decoding state),
+and what the discrete ones share: the reverse step from timestep t to any earlier s.
 
 Timesteps are 0-based (t in [0, T)); the target ``s = -1`` means x0.
 Families override only where their math differs.
@@ -17,7 +18,11 @@ def mean_in_float(x: torch.Tensor, dim=None) -> torch.Tensor:
     return (x.float().mean() if dim is None else x.float().mean(dim)).type_as(x)
 
 
-class DiscreteDiffusion(nn.Module):
+class DiffusionProcess(nn.Module):
+    """The part every family shares, discrete or continuous."""
+
+    continuous = False  # True: the decoder takes and predicts embedding-space vectors
+
     def __init__(self, num_timesteps: int, vocab_size: int, pad: int, bos: int, eos: int, mask: int):
         super().__init__()
         self.num_timesteps = num_timesteps
@@ -27,12 +32,31 @@ class DiscreteDiffusion(nn.Module):
     def non_special(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens.ne(self.pad) & tokens.ne(self.bos) & tokens.ne(self.eos)
 
-    # -- training -----------------------------------------------------------
     def sample_time(self, batch_size: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
         """Uniform t with its importance weight 1/p(t) = T (RDM's uniform sampler)."""
         t = torch.randint(0, self.num_timesteps, (batch_size,), device=device)
         return t, torch.full((batch_size,), float(self.num_timesteps), device=device)
 
+    def _frame(self, body: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """<bos> body <eos> for each row's length (bos + words + eos), pad beyond."""
+        positions = torch.arange(body.size(1), device=body.device)[None, :]
+        tokens = body.masked_fill(positions >= lengths[:, None], self.pad)
+        tokens[:, 0] = self.bos
+        return tokens.scatter(1, (lengths - 1)[:, None], self.eos)
+
+    def network_time_at_decoding(self, t: torch.Tensor) -> torch.Tensor:
+        """The time value the network sees when denoising x_t (RDM's convention per family)."""
+        return t
+
+    def initial_state(self, lengths: torch.Tensor, max_length: int, rng: RandomSource) -> DecodeState:
+        raise NotImplementedError
+
+    def check_decoding(self, options: DecodingOptions) -> None:
+        """ValueError (one line) for decoding options this family cannot honour."""
+
+
+class DiscreteDiffusion(DiffusionProcess):
+    # -- training -----------------------------------------------------------
     def corrupt(self, x0: torch.Tensor, t: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Draw x_t ~ q(x_t | x0); returns at least ``x_t`` plus what :meth:`loss` needs."""
         raise NotImplementedError
@@ -42,19 +66,18 @@ class DiscreteDiffusion(nn.Module):
         raise NotImplementedError
 
     # -- decoding -----------------------------------------------------------
-    def network_time_at_decoding(self, t: torch.Tensor) -> torch.Tensor:
-        """The time value the network sees when denoising x_t (RDM's convention per family)."""
-        return t
-
     def initial_tokens(self, lengths: torch.Tensor, max_length: int, rng: RandomSource) -> torch.Tensor:
         """x_{T-1} for target ``lengths`` (bos + words + eos), padded to ``max_length``."""
         raise NotImplementedError
 
-    def _frame(self, body: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(body.size(1), device=body.device)[None, :]
-        tokens = body.masked_fill(positions >= lengths[:, None], self.pad)
-        tokens[:, 0] = self.bos
-        return tokens.scatter(1, (lengths - 1)[:, None], self.eos)
+    def initial_state(self, lengths, max_length, rng):
+        tokens = self.initial_tokens(lengths, max_length, rng)
+        return DecodeState(tokens, torch.zeros(tokens.shape, device=tokens.device), self.non_special(tokens))
+
+    def check_decoding(self, options):
+        if not options.continuous_defaults:
+            raise ValueError("--continuous-sampler, --ddim-eta and --clamp-to-embeddings apply only to "
+                             "--diffusion-type continuous models; this one is discrete")
 
     def x0_log_probs(self, logits: torch.Tensor, tokens: torch.Tensor, non_special: torch.Tensor) -> torch.Tensor:
         """log p(x0 | x_t) from the network's logits."""

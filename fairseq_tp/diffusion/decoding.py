@@ -1,4 +1,4 @@
-"""Decoding pieces shared by every discrete process: options, state, randomness, token
+"""Decoding pieces shared by every process: options, state, randomness, token
 picking and the reparameterised (RDM) top-k routing."""
 import functools
 import math
@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence
 import torch
 
 RATE_SOURCES = ("pass-index", "timestep")
+CONTINUOUS_SAMPLERS = ("ddim", "ddpm")
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,29 @@ class ReparamStrategy:
         return torch.cos(progress * (math.pi * 0.5))
 
 
+def check_continuous_options(sampler: str, eta: float, mbr_samples: int) -> None:
+    """One-line ValueErrors for the continuous models' and MBR's option values."""
+    if sampler not in CONTINUOUS_SAMPLERS:
+        raise ValueError(f"--continuous-sampler must be one of {', '.join(CONTINUOUS_SAMPLERS)}, got '{sampler}'")
+    # Above 1 DDIM's sigma can exceed the noise left at s (sqrt of a negative).
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"--ddim-eta must be in [0, 1], got {eta}")
+    if isinstance(mbr_samples, bool) or not isinstance(mbr_samples, int) or mbr_samples < 1:
+        raise ValueError(f"--mbr-samples must be a positive integer, got {mbr_samples}")
+
+
 @dataclass(frozen=True)
 class DecodingOptions:
     strategy: str = "default"
     argmax: bool = False
     temperature: float = 1.0
     rate_from: str = "pass-index"
+    # continuous (Gaussian) models only; see diffusion/continuous.py
+    continuous_sampler: str = "ddim"
+    ddim_eta: float = 0.0
+    clamp_to_embeddings: bool = False
+    # any model: decode this many samples per sentence and keep the MBR choice
+    mbr_samples: int = 1
 
     def __post_init__(self):
         ReparamStrategy.parse(self.strategy)
@@ -61,6 +79,12 @@ class DecodingOptions:
             raise ValueError(f"unknown denoising rate source '{self.rate_from}' (choose from {', '.join(RATE_SOURCES)})")
         if not self.argmax and self.temperature <= 0:
             raise ValueError(f"--temperature must be positive when sampling, got {self.temperature}")
+        check_continuous_options(self.continuous_sampler, self.ddim_eta, self.mbr_samples)
+
+    @property
+    def continuous_defaults(self) -> bool:
+        """True when no continuous-only option is set (what discrete models require)."""
+        return (self.continuous_sampler, self.ddim_eta, self.clamp_to_embeddings) == ("ddim", 0.0, False)
 
     @functools.cached_property
     def reparam(self) -> Optional[ReparamStrategy]:
@@ -70,13 +94,14 @@ class DecodingOptions:
 
 @dataclass
 class DecodeState:
-    tokens: torch.Tensor  # [B, L] current x_t
+    tokens: torch.Tensor  # [B, L] current x_t (continuous: the frame and the rounded x0 prediction)
     scores: torch.Tensor  # [B, L] log-prob of the token at each position (0 where never predicted)
     noisy: torch.Tensor  # [B, L] positions not yet denoised (RDM's "output_masks")
+    x: Optional[torch.Tensor] = None  # [B, L, D] continuous models' x_t in embedding space
 
 
 class RandomSource:
-    """Uniform noise for decoding.
+    """Uniform and Gaussian noise for decoding.
 
     Without generators it uses torch's global RNG (what fairseq-generate seeds).
     With G generators, the batch is G equal groups of rows and each group draws
@@ -88,13 +113,19 @@ class RandomSource:
         self.generators: List[torch.Generator] = list(generators or [])
 
     def uniform(self, shape, device) -> torch.Tensor:
+        return self._draw(torch.rand, shape, device)
+
+    def normal(self, shape, device) -> torch.Tensor:
+        return self._draw(torch.randn, shape, device)
+
+    def _draw(self, sampler, shape, device) -> torch.Tensor:
         if not self.generators:
-            return torch.rand(shape, device=device)
+            return sampler(shape, device=device)
         groups = len(self.generators)
         if shape[0] % groups:
             raise ValueError(f"batch of {shape[0]} rows does not split into {groups} groups")
         rows = (shape[0] // groups,) + tuple(shape[1:])
-        parts = [torch.rand(rows, generator=g, device=g.device).to(device) for g in self.generators]
+        parts = [sampler(rows, generator=g, device=g.device).to(device) for g in self.generators]
         return torch.cat(parts, dim=0)
 
     def gumbel(self, shape, device, eps: float = 1e-10) -> torch.Tensor:

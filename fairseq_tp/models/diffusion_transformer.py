@@ -5,6 +5,10 @@ dicts load with no mapping: fairseq's transformer layers, positional
 embeddings concatenated to token embeddings and fused (``pe_fusion_ffn``), a
 sinusoidal timestep embedding added at the decoder input (``time_pos_emb``),
 and a length predictor on the mean-pooled encoder states (``embed_length``).
+
+Continuous models (``--diffusion-type continuous``, DiffuSeq) feed the decoder
+x_t in embedding space instead of token ids, predict x0 there (``x0_head``) and
+round it through the output projection, which must be tied to the embeddings.
 """
 import logging
 import math
@@ -17,7 +21,8 @@ from fairseq.models.nat import FairseqNATModel
 from fairseq.models.transformer import Embedding, TransformerDecoderBase, TransformerEncoderBase
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
-from fairseq_tp.diffusion import build_diffusion
+from fairseq_tp.diffusion import X0Prediction, build_diffusion
+from fairseq_tp.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +93,21 @@ class DiffusionTransformerDecoder(TransformerDecoderBase):
         self.pred_length_offset = getattr(cfg, "pred_length_offset", False)
         self.sg_length_pred = getattr(cfg, "sg_length_pred", False)
         self.length_loss_factor = getattr(cfg, "length_loss_factor", 0.1)
+        # Continuous models only (absent from discrete ones, so RDM's state dicts are unchanged):
+        # maps the last layer's features to the x0 estimate in embedding space.
+        continuous = getattr(cfg, "diffusion_type", None) == "continuous"
+        self.x0_head = nn.Linear(self.output_embed_dim, self.output_embed_dim) if continuous else None
 
-    def forward(self, prev_output_tokens, encoder_out, t, **unused):
-        """Logits [B, L, V] for x0 given x_t = ``prev_output_tokens`` at network time ``t`` [B]."""
-        x = self.embed_scale * self.embed_tokens(prev_output_tokens)
+    def forward(self, prev_output_tokens, encoder_out, t, x_t=None, **unused):
+        """Logits [B, L, V] for x0 given x_t = ``prev_output_tokens`` at network time ``t`` [B].
+
+        Continuous models pass ``x_t`` [B, L, D] (embedding space; ``prev_output_tokens`` then
+        only frames the sentence: positions and padding) and get an :class:`X0Prediction`.
+        """
+        if x_t is None:
+            x = self.embed_scale * self.embed_tokens(prev_output_tokens)
+        else:
+            x = x_t.type_as(self.embed_tokens.weight)
         if self.project_in_dim is not None:
             x = self.project_in_dim(x)
         if self.embed_positions is not None:
@@ -109,6 +125,8 @@ class DiffusionTransformerDecoder(TransformerDecoderBase):
         x = x.transpose(0, 1)
         if self.project_out_dim is not None:
             x = self.project_out_dim(x)
+        if self.x0_head is not None:
+            return X0Prediction(self.x0_head(x), self.output_projection.weight)
         return self.output_layer(x)
 
     # -- length prediction (as NAT models: classify the length from pooled encoder states)
@@ -158,11 +176,28 @@ class DiffusionTransformerModel(FairseqNATModel):
             not_diffusing_special_sym=getattr(self.args, "not_diffusing_special_sym", False),
             lambda_direct_xentropy=getattr(self.args, "lambda_direct_xentropy", -1.0),
             reweighting_type=getattr(self.args, "reweighting_type", "linear"),
-            noise_scheduler_type=getattr(self.args, "noise_scheduler_type", "cosine"),
+            noise_scheduler_type=getattr(self.args, "noise_scheduler_type", None),
             decoder_loss_type=getattr(self.args, "decoder_loss_type", "orig"),
             noise_distribution=getattr(self.args, "noise_distribution", "uniform"),
             vocab_count=list(tgt.count) if getattr(self.args, "noise_distribution", "") == "unigram" else None,
+            embed_dim=self.decoder.embed_tokens.embedding_dim,
         )
+        if self.diffusion.continuous:
+            self._prepare_continuous()
+
+    def _prepare_continuous(self):
+        embed = self.decoder.embed_tokens
+        projection = getattr(self.decoder, "output_projection", None)
+        if projection is None or projection.weight is not embed.weight:
+            raise UsageError("--diffusion-type continuous rounds through the embeddings: tie the output "
+                             "projection with --share-decoder-input-output-embed or --share-all-embeddings")
+        # DiffuSeq's embeddings start at N(0, 1) (torch's default), the scale of the
+        # noise; fairseq's N(0, 1/dim) would leave every x_t almost pure noise.
+        with torch.no_grad():
+            embed.weight.normal_()
+            embed.weight[embed.padding_idx].zero_()
+        if self.encoder.embed_tokens is embed:
+            self.encoder.embed_scale = 1.0  # already unit scale; sqrt(dim) would swamp the positions
 
     @property
     def allow_length_beam(self):
@@ -195,11 +230,17 @@ class DiffusionTransformerModel(FairseqNATModel):
         """Training pass: corrupt the target at random timesteps and denoise it."""
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
         t, weight = self.diffusion.sample_time(tgt_tokens.size(0), tgt_tokens.device)
-        corrupted = self.diffusion.corrupt(tgt_tokens, t)
         # RDM feeds the 0-based t while training, for every family.
-        logits = self.decoder(corrupted["x_t"], encoder_out, t)
+        if self.diffusion.continuous:
+            positions = tgt_tokens.ne(self.tgt_dict.pad())
+            corrupted = self.diffusion.corrupt(self.decoder.embed_tokens(tgt_tokens), t, positions)
+            output = self.decoder(tgt_tokens, encoder_out, t, x_t=corrupted["x_t"])
+        else:
+            corrupted = self.diffusion.corrupt(tgt_tokens, t)
+            output = self.decoder(corrupted["x_t"], encoder_out, t)
         return {
-            "logits": logits, "corrupted": corrupted, "t": t, "weight": weight,
+            # logits [B, L, V], or an X0Prediction for continuous models: what diffusion.loss reads
+            "logits": output, "corrupted": corrupted, "t": t, "weight": weight,
             "length_logits": self.decoder.length_logits(encoder_out),
             "length_target": self.decoder.length_target(encoder_out, tgt_tokens),
         }

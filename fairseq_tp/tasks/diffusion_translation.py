@@ -1,4 +1,5 @@
-"""``--task diffusion_translation``: translation with a discrete diffusion decoder.
+"""``--task diffusion_translation``: translation with a diffusion decoder, discrete
+(RDM's families) or continuous (DiffuSeq's Gaussian diffusion over embeddings).
 
 Option names match the public RDM plugin so its checkpoints and command lines
 work unchanged; ``--tp-schedule`` picks the decoder's timesteps.
@@ -14,8 +15,8 @@ from fairseq import utils
 
 import fairseq_tp.criterions  # noqa: F401  (registers diffusion_loss)
 from fairseq_tp.compat import allow_fairseq_checkpoints, install_ema_loading
-from fairseq_tp.diffusion import DIFFUSION_TYPES, DecodingOptions, ReparamStrategy
-from fairseq_tp.diffusion.decoding import RATE_SOURCES
+from fairseq_tp.diffusion import CONTINUOUS_SAMPLERS, DIFFUSION_TYPES, DecodingOptions, ReparamStrategy
+from fairseq_tp.diffusion.decoding import RATE_SOURCES, check_continuous_options
 from fairseq_tp.errors import UsageError
 from fairseq_tp.generator import DiffusionGenerator
 from fairseq_tp.schedule import Schedule, ScheduleError, ScheduleSpec
@@ -31,7 +32,9 @@ class DiffusionTranslationConfig(TranslationConfig):
     # the process (stored with the model; RDM's names and meanings)
     diffusion_type: str = field(default="absorbing", metadata={"help": "one of " + ", ".join(DIFFUSION_TYPES)})
     num_diffusion_timesteps: int = field(default=50, metadata={"help": "number of diffusion timesteps T"})
-    noise_scheduler_type: str = field(default="cosine", metadata={"help": "multinomial noise schedule: cosine, linear, sqrt"})
+    noise_scheduler_type: Optional[str] = field(default=None, metadata={
+        "help": "noise schedule: cosine, linear, sqrt (default: cosine for multinomial as RDM, sqrt for continuous "
+                "as DiffuSeq)"})
     noise_distribution: str = field(default="uniform", metadata={"help": "reparam-multinomial noise: uniform or unigram"})
     not_diffusing_special_sym: bool = field(default=False, metadata={"help": "never corrupt pad/bos/eos while training"})
     reweighting_type: str = field(default="linear", metadata={"help": "reparam loss weighting: linear, reciprocal, none"})
@@ -50,6 +53,17 @@ class DiffusionTranslationConfig(TranslationConfig):
     denoising_rate: str = field(default="pass-index", metadata={
         "help": "reparam strategies' denoising rate from the pass index (RDM) or the schedule's timesteps: "
                 + ", ".join(RATE_SOURCES)})
+    continuous_sampler: str = field(default="ddim", metadata={
+        "help": "continuous models' reverse step t -> s: ddim (Song et al.; deterministic at --ddim-eta 0) or "
+                "ddpm (a sample of the posterior q(x_s | x_t, x0_hat)); one of " + ", ".join(CONTINUOUS_SAMPLERS)})
+    ddim_eta: float = field(default=0.0, metadata={
+        "help": "DDIM's eta in [0, 1]: 0 deterministic, 1 the posterior's variance"})
+    clamp_to_embeddings: bool = field(default=False, metadata={
+        "help": "continuous models: replace the x0 estimate by its nearest embedding before every step "
+                "(DiffuSeq's clamping, which its decoding applies by default)"})
+    mbr_samples: int = field(default=1, metadata={
+        "help": "decode this many samples per sentence and output the one with the highest mean "
+                "sentence-BLEU against the others (minimum Bayes risk, as DiffuSeq reports)"})
 
 
 @register_task("diffusion_translation", dataclass=DiffusionTranslationConfig)
@@ -66,6 +80,13 @@ class DiffusionTranslationTask(TranslationTask):
             raise UsageError(f"--tp-schedule: {e}" if isinstance(e, ScheduleError) else str(e)) from None
         if cfg.denoising_rate not in RATE_SOURCES:
             raise UsageError(f"--denoising-rate must be one of {', '.join(RATE_SOURCES)}, got '{cfg.denoising_rate}'")
+        if cfg.diffusion_type not in DIFFUSION_TYPES:
+            raise UsageError(f"--diffusion-type must be one of {', '.join(DIFFUSION_TYPES)}, "
+                             f"got '{cfg.diffusion_type}'")
+        try:
+            check_continuous_options(cfg.continuous_sampler, cfg.ddim_eta, cfg.mbr_samples)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
 
     @property
     def wants_ema_weights(self) -> bool:
@@ -106,7 +127,11 @@ class DiffusionTranslationTask(TranslationTask):
     def decoding_options(self, generation_args) -> DecodingOptions:
         try:
             return DecodingOptions(self.cfg.decoding_strategy, bool(self.cfg.argmax_decoding),
-                                   float(getattr(generation_args, "temperature", 1.0)), self.cfg.denoising_rate)
+                                   float(getattr(generation_args, "temperature", 1.0)), self.cfg.denoising_rate,
+                                   continuous_sampler=self.cfg.continuous_sampler,
+                                   ddim_eta=float(self.cfg.ddim_eta),
+                                   clamp_to_embeddings=bool(self.cfg.clamp_to_embeddings),
+                                   mbr_samples=int(self.cfg.mbr_samples))
         except ValueError as e:
             raise UsageError(str(e)) from None
 
@@ -129,10 +154,19 @@ class DiffusionTranslationTask(TranslationTask):
                                   retain_history=getattr(args, "retain_iter_history", False))
 
 
+# Recorded only when they differ from these, so records of discrete decoding stay as they were.
+OPTIONAL_PROVENANCE = {"continuous_sampler": "ddim", "ddim_eta": 0.0, "clamp_to_embeddings": False,
+                       "mbr_samples": 1}
+
+
 def decoding_provenance(options: DecodingOptions, beam: int, ema: bool) -> dict:
     """The decoding options a searched schedule is tied to (recorded in its file)."""
-    return {"strategy": options.strategy, "argmax": options.argmax, "temperature": options.temperature,
-            "length_beam": beam, "ema": bool(ema), "denoising_rate": options.rate_from}
+    record = {"strategy": options.strategy, "argmax": options.argmax, "temperature": options.temperature,
+              "length_beam": beam, "ema": bool(ema), "denoising_rate": options.rate_from}
+    for key, default in OPTIONAL_PROVENANCE.items():
+        if getattr(options, key) != default:
+            record[key] = getattr(options, key)
+    return record
 
 
 def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam: int, ema: bool) -> None:
@@ -140,6 +174,8 @@ def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam:
     if not isinstance(recorded, dict):
         return
     current = decoding_provenance(options, beam, ema)
+    recorded = {**OPTIONAL_PROVENANCE, **recorded}
+    current = {**OPTIONAL_PROVENANCE, **current}
     differing = [f"{k} {recorded[k]!r} -> {v!r}" for k, v in current.items() if k in recorded and recorded[k] != v]
     if differing:
         logger.warning(f"schedule {spec.text} was searched with other decoding options: {'; '.join(differing)}")
