@@ -14,7 +14,6 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .diffusion import DecodingOptions, RandomSource
-from .errors import UsageError
 from .schedule import Schedule
 
 
@@ -75,37 +74,32 @@ class DiffusionGenerator:
         if len(steps) != 1:
             raise ValueError("schedules decoded together must have the same number of steps")
         diffusion = model.diffusion
-        try:
-            diffusion.check_decoding(self.options)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
         samples = self.options.mbr_samples
         groups, rows = len(schedules), encoded.lengths.size(0) * samples  # rows per schedule
         encoder_out = encoded.encoder_out
         lengths = encoded.lengths
+        device = lengths.device
         if groups > 1 or samples > 1:
-            order = torch.arange(encoded.lengths.size(0), device=lengths.device)
+            order = torch.arange(encoded.lengths.size(0), device=device)
             order = order.repeat_interleave(samples).repeat(groups)
             encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
             lengths = lengths[order]
+        # Every row's timestep and target for every pass, built once: [rows * groups, passes].
+        timesteps = torch.tensor([s.timesteps for s in schedules], device=device).repeat_interleave(rows, dim=0)
+        targets = torch.tensor([s.targets() for s in schedules], device=device).repeat_interleave(rows, dim=0)
 
         state = diffusion.initial_state(lengths, int(lengths.max()), rng)
         history = [state.tokens.clone()] if self.retain_history else None
         passes = steps.pop()
-        device = lengths.device
         for i in range(passes):
-            t = self._per_row([s.timesteps[i] for s in schedules], rows, device)
-            s = self._per_row([s.targets()[i] for s in schedules], rows, device)
+            t, s = timesteps[:, i], targets[:, i]
             progress = self._progress(i, passes, s, diffusion.num_timesteps)
             # Logits for discrete models, an X0Prediction for continuous ones (x_t is state.x).
             output = model.decoder(state.tokens, encoder_out, diffusion.network_time_at_decoding(t), x_t=state.x)
             state = diffusion.reverse_step(state, output, t, s, progress, self.options, rng)
             if history is not None:
-                history.append(state.tokens.clone())
+                history.append(diffusion.visible_tokens(state).clone())
         return [self._finalize(state, history, g * rows, rows, encoded, passes) for g in range(groups)]
-
-    def _per_row(self, values, rows, device):
-        return torch.tensor(values, device=device).repeat_interleave(rows)
 
     def _progress(self, index, passes, s, num_timesteps):
         """How far decoding is after this pass; drives the reparameterised denoising rate."""

@@ -29,6 +29,16 @@ def draw_shots(subset_size: int, shots: Optional[int], seed: int) -> List[int]:
     return sorted(int(i) for i in rng.choice(subset_size, size=shots, replace=False))
 
 
+def translation(tgt_dict, sample, row: int, hypo_tokens, strip, post_process, decode_fn) -> Translation:
+    """Row ``row`` of ``sample`` as fairseq-generate prints it (H-, D-, T- lines), for any fairseq generator."""
+    target = utils.strip_pad(sample["target"][row], tgt_dict.pad()).int().cpu()
+    reference = tgt_dict.string(target, post_process, escape_unk=True, extra_symbols_to_ignore=strip)
+    _, hypothesis, _ = utils.post_process_prediction(
+        hypo_tokens=hypo_tokens.int().cpu(), src_str="", alignment=None, align_dict=None, tgt_dict=tgt_dict,
+        remove_bpe=post_process, extra_symbols_to_ignore=strip)
+    return Translation(int(sample["id"][row]), hypothesis, decode_fn(hypothesis), decode_fn(reference))
+
+
 class FewShotBleu:
     """Implements :class:`fairseq_tp.search.Objective` for a fairseq diffusion model."""
 
@@ -100,14 +110,8 @@ class FewShotBleu:
         return RandomSource([torch.Generator(device=device).manual_seed(seed) for _ in range(groups)])
 
     def _text(self, sample, row: int, hypo) -> Translation:
-        strip = self.generator.symbols_to_strip_from_output
-        target = utils.strip_pad(sample["target"][row], self.tgt_dict.pad()).int().cpu()
-        reference = self.tgt_dict.string(target, self.post_process, escape_unk=True, extra_symbols_to_ignore=strip)
-        _, hypothesis, _ = utils.post_process_prediction(
-            hypo_tokens=hypo["tokens"].int().cpu(), src_str="", alignment=None, align_dict=None,
-            tgt_dict=self.tgt_dict, remove_bpe=self.post_process, extra_symbols_to_ignore=strip)
-        return Translation(int(sample["id"][row]), hypothesis, self.decode_fn(hypothesis),
-                           self.decode_fn(reference))
+        return translation(self.tgt_dict, sample, row, hypo["tokens"], self.generator.symbols_to_strip_from_output,
+                           self.post_process, self.decode_fn)
 
     def _sync(self):
         if self.use_cuda:

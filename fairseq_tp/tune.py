@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import torch
-from fairseq import checkpoint_utils, tasks, utils
+from fairseq import checkpoint_utils, tasks
 
 from .bleu import BLEU_KINDS, build_bleu
 from .errors import UsageError
@@ -133,6 +133,42 @@ def load_diffusion_model(cfg, task, use_cuda: bool):
     return model, saved_cfg
 
 
+@dataclass
+class LoadedModel:
+    """A diffusion checkpoint loaded for decoding with fairseq-generate's options."""
+
+    cfg: Any
+    task: Any
+    model: Any
+    saved_cfg: Any
+    use_cuda: bool
+    generator: DiffusionGenerator
+
+    def subset(self, name: str):
+        return load_subset(self.task, name, self.saved_cfg)
+
+    def objective(self, dataset, sentence_ids, bleu, *, seed: int, schedules_per_batch: int = 8) -> FewShotBleu:
+        cfg = self.cfg
+        return FewShotBleu(self.model, self.generator, dataset, sentence_ids, bleu, seed=seed,
+                           max_tokens=cfg.dataset.max_tokens, batch_size=cfg.dataset.batch_size,
+                           schedules_per_batch=schedules_per_batch, post_process=cfg.common_eval.post_process,
+                           decode_fn=text_post_processing(cfg, self.task), use_cuda=self.use_cuda)
+
+
+def load_for_decoding(cfg) -> LoadedModel:
+    """Task, model and generator from a fairseq generation config, every option checked."""
+    use_cuda = torch.cuda.is_available() and not cfg.common.cpu
+    if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
+        cfg.dataset.max_tokens = 12000  # fairseq-generate's default
+    task = tasks.setup_task(cfg.task)
+    model, saved_cfg = load_diffusion_model(cfg, task, use_cuda)
+    # The generator's own schedule only serves generate(); the objective names its schedules.
+    placeholder = Schedule.uniform(1, model.diffusion.num_timesteps)
+    generator = task.build_diffusion_generator(model, placeholder, task.decoding_options(cfg.generation),
+                                               beam_size=int(cfg.generation.iter_decode_with_beam))
+    return LoadedModel(cfg, task, model, saved_cfg, use_cuda, generator)
+
+
 def load_subset(task, subset: str, saved_cfg):
     try:
         task.load_dataset(subset, task_cfg=saved_cfg.task)
@@ -158,36 +194,25 @@ def text_post_processing(cfg, task):
 
 def tune(cfg, options: SearchOptions) -> SearchReport:
     options.check()
-    use_cuda = torch.cuda.is_available() and not cfg.common.cpu
-    if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
-        cfg.dataset.max_tokens = 12000  # fairseq-generate's default
-    task = tasks.setup_task(cfg.task)
-    model, saved_cfg = load_diffusion_model(cfg, task, use_cuda)
-    T = model.diffusion.num_timesteps
+    loaded = load_for_decoding(cfg)
+    T = loaded.model.diffusion.num_timesteps
     try:
         space = ScheduleSpace(T, options.steps, options.free_first_step)
     except ScheduleError as e:
         raise UsageError(f"--steps: {e}") from None
 
     subset = cfg.dataset.gen_subset
-    dataset = load_subset(task, subset, saved_cfg)
+    dataset = loaded.subset(subset)
     if options.shots is not None and options.shots > len(dataset):
         raise UsageError(f"--shots {options.shots} is more than the {len(dataset)} sentences in subset '{subset}'")
     seed = int(cfg.common.seed)
     shot_ids = draw_shots(len(dataset), options.shots, seed)
-
-    decoding = task.decoding_options(cfg.generation)
-    beam = int(cfg.generation.iter_decode_with_beam)
-    generator = DiffusionGenerator(task.target_dictionary, space.baseline(), decoding, beam_size=beam)
     bleu = build_bleu(options.bleu)
-    objective_args = dict(seed=seed, max_tokens=cfg.dataset.max_tokens, batch_size=cfg.dataset.batch_size,
-                          schedules_per_batch=options.schedules_per_batch,
-                          post_process=cfg.common_eval.post_process,
-                          decode_fn=text_post_processing(cfg, task), use_cuda=use_cuda)
-    objective = FewShotBleu(model, generator, dataset, shot_ids, bleu, **objective_args)
+    objective = loaded.objective(dataset, shot_ids, bleu, seed=seed, schedules_per_batch=options.schedules_per_batch)
 
     checkpoint_hash = sha256_of(cfg.common_eval.path)
-    provenance = decoding_provenance(decoding, beam, task.cfg.load_ema_weights)
+    generator = loaded.generator
+    provenance = decoding_provenance(generator.options, generator.beam_size, loaded.task.cfg.load_ema_weights)
     config = {
         "checkpoint_sha256": checkpoint_hash,
         "subset": subset,
@@ -229,10 +254,11 @@ def tune(cfg, options: SearchOptions) -> SearchReport:
     }
     report = SearchReport(result, options.output, options.log_path, record)
     if options.eval_subset:
-        eval_dataset = load_subset(task, options.eval_subset, saved_cfg)
-        eval_objective = FewShotBleu(model, generator, eval_dataset, range(len(eval_dataset)), bleu,
-                                     **objective_args)
-        report.evaluation = evaluate_on_subset(eval_objective, result.baseline_schedule, result.best_schedule)
+        eval_dataset = loaded.subset(options.eval_subset)
+        eval_objective = loaded.objective(eval_dataset, range(len(eval_dataset)), bleu, seed=seed,
+                                          schedules_per_batch=options.schedules_per_batch)
+        report.evaluation = time_schedules(
+            eval_objective, {"uniform": result.baseline_schedule, "searched": result.best_schedule})
         record["eval"] = {"subset": options.eval_subset, **report.evaluation}
     write_schedule_file(options.output, result.best_schedule, **record)
     if options.plot:
@@ -240,15 +266,16 @@ def tune(cfg, options: SearchOptions) -> SearchReport:
     return report
 
 
-def evaluate_on_subset(objective: FewShotBleu, uniform: Schedule, searched: Schedule, repeats: int = 3):
-    """BLEU and median sentences/s of both schedules on a whole subset, one schedule at a time."""
-    objective.translate([uniform])  # warm-up, so neither row pays for first-call costs
-    rows = {}
-    for name, schedule in (("uniform", uniform), ("searched", searched)):
-        runs = [objective.timed(schedule) for _ in range(repeats)]
-        rows[name] = {"timesteps": list(schedule.timesteps), "bleu": runs[0][0],
-                      "sents_per_s": statistics.median(speed for _, speed in runs)}
-    return rows
+def time_schedules(objective: FewShotBleu, schedules: Dict[str, Schedule], repeats: int = 3):
+    """BLEU and median sentences/s of each schedule on the objective's sentences, decoding from
+    scratch one schedule at a time; repeats interleave the schedules so drift hits them alike."""
+    objective.translate([min(schedules.values(), key=lambda s: s.steps)])  # warm-up: no row pays first-call costs
+    runs = {name: [] for name in schedules}
+    for _ in range(repeats):
+        for name, schedule in schedules.items():
+            runs[name].append(objective.timed(schedule))
+    return {name: {"timesteps": list(schedules[name].timesteps), "bleu": r[0][0],
+                   "sents_per_s": statistics.median(speed for _, speed in r)} for name, r in runs.items()}
 
 
 def summary_lines(report: SearchReport) -> List[str]:

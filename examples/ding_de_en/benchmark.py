@@ -66,41 +66,22 @@ def checkpoint(work, model):
 
 def diffusion_decoder(work, model):
     """A FewShotBleu over the whole test set: decodes any schedule with the model loaded once."""
-    from fairseq import tasks
     from fairseq_tp.bleu import SacreBleu
-    from fairseq_tp.generator import DiffusionGenerator
-    from fairseq_tp.objective import FewShotBleu
-    from fairseq_tp.schedule import Schedule
     from fairseq_tp.search_cli import parse
-    from fairseq_tp.tune import load_diffusion_model, load_subset, text_post_processing
+    from fairseq_tp.tune import load_for_decoding
 
     cfg, _ = parse([os.path.join(work, "bin"), "--path", checkpoint(work, model), "--steps", "4",
                     "--batch-size", "100", *TEXT, *DECODING[model]])
-    use_cuda = torch.cuda.is_available()
-    task = tasks.setup_task(cfg.task)
-    net, saved_cfg = load_diffusion_model(cfg, task, use_cuda)
-    test = load_subset(task, "test", saved_cfg)
-    T = net.diffusion.num_timesteps
-    generator = DiffusionGenerator(task.target_dictionary, Schedule.uniform(4, T), task.decoding_options(cfg.generation))
-    return FewShotBleu(net, generator, test, range(len(test)), SacreBleu(), seed=1, max_tokens=None,
-                       batch_size=100, post_process=cfg.common_eval.post_process,
-                       decode_fn=text_post_processing(cfg, task), use_cuda=use_cuda), T
-
-
-def timed_rows(decoder, schedules, repeats):
-    """{name: (bleu, median sentences/s)}, the schedules interleaved so drift hits them alike."""
-    decoder.translate([min(schedules.values(), key=lambda s: s.steps)])  # warm-up
-    runs = {name: [] for name in schedules}
-    for _ in range(repeats):
-        for name, schedule in schedules.items():
-            runs[name].append(decoder.timed(schedule))
-    return {name: (r[0][0], statistics.median(s for _, s in r)) for name, r in runs.items()}
+    loaded = load_for_decoding(cfg)
+    test = loaded.subset("test")
+    return loaded.objective(test, range(len(test)), SacreBleu(), seed=1), loaded.model.diffusion.num_timesteps
 
 
 def transformer_row(work, repeats):
     from fairseq import checkpoint_utils, options, tasks, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq_tp.bleu import SacreBleu, Translation
+    from fairseq_tp.bleu import SacreBleu
+    from fairseq_tp.objective import translation
     from fairseq_tp.tune import text_post_processing
 
     parser = options.get_generation_parser()
@@ -120,16 +101,15 @@ def transformer_row(work, repeats):
     samples = [test.collater([test[int(i)] for i in b]) for b in batches]
     if torch.cuda.is_available():
         samples = [utils.move_to_cuda(s) for s in samples]
+    strip = generator.symbols_to_strip_from_output
 
     def run():
         translations, start = [], time.perf_counter()
         for sample in samples:
             hypos = task.inference_step(generator, [model], sample)
             for row, sentence_hypos in enumerate(hypos):
-                ref = tgt.string(utils.strip_pad(sample["target"][row], tgt.pad()), "subword_nmt", escape_unk=True)
-                hyp = tgt.string(sentence_hypos[0]["tokens"].int().cpu(), "subword_nmt",
-                                 extra_symbols_to_ignore={tgt.eos()})
-                translations.append(Translation(int(sample["id"][row]), hyp, decode_fn(hyp), decode_fn(ref)))
+                translations.append(translation(tgt, sample, row, sentence_hypos[0]["tokens"], strip,
+                                                cfg.common_eval.post_process, decode_fn))
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         return SacreBleu().score(translations), len(translations) / (time.perf_counter() - start)
@@ -164,6 +144,7 @@ def main():
     budget = ["--budget", str(args.budget)]
 
     from fairseq_tp.schedule import Schedule
+    from fairseq_tp.tune import time_schedules
     report = {"date": datetime.date.today().isoformat(), "machine": machine(), "threads": args.threads,
               "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]), "models": []}
     for model in args.models:
@@ -178,7 +159,8 @@ def main():
         for row, runs in found.items():
             for i, (schedule, _) in enumerate(runs):
                 schedules[f"{row}#{i}"] = schedule
-        measured = timed_rows(decoder, schedules, args.repeats)
+        measured = {name: (row["bleu"], row["sents_per_s"])
+                    for name, row in time_schedules(decoder, schedules, args.repeats).items()}
         full_speed = measured[f"vanilla-{T}"][1]
         rows = []
         for row in [f"vanilla-{T}", "vanilla-4", *found]:

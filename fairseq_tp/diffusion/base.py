@@ -54,6 +54,10 @@ class DiffusionProcess(nn.Module):
     def check_decoding(self, options: DecodingOptions) -> None:
         """ValueError (one line) for decoding options this family cannot honour."""
 
+    def visible_tokens(self, state: DecodeState) -> torch.Tensor:
+        """The tokens an intermediate state stands for (``--retain-iter-history``)."""
+        return state.tokens
+
 
 class DiscreteDiffusion(DiffusionProcess):
     # -- training -----------------------------------------------------------

@@ -179,13 +179,14 @@ class ContinuousDiffusion(DiffusionProcess):
                              f"models decode with --continuous-sampler ddim|ddpm")
 
     def reverse_step(self, state, prediction: X0Prediction, t, s, progress, options, rng):
-        """x_t -> x_s for every row (s = -1: x0_hat); tokens and scores round x0_hat."""
+        """x_t -> x_s for every row (s = -1: x0_hat); at the last pass tokens and scores round x0_hat."""
         # The state stays in its own dtype (float32 even when the network runs in fp16).
         x0, embeddings = prediction.x0.type_as(state.x), prediction.embeddings.type_as(state.x)
         if options.clamp_to_embeddings:
             x0 = self.nearest_embeddings(x0, embeddings)
-        # The last pass (s = -1 for every schedule together) needs no noise.
-        wants_noise = bool((s >= 0).any()) and (options.continuous_sampler == "ddpm" or options.ddim_eta > 0)
+        # The last pass (s = -1 for every schedule together) needs no noise, and only it is rounded.
+        last = not bool((s >= 0).any())
+        wants_noise = not last and (options.continuous_sampler == "ddpm" or options.ddim_eta > 0)
         noise = rng.normal(x0.shape, x0.device).type_as(x0) if wants_noise else None
         if options.continuous_sampler == "ddpm":
             mean, variance = self.posterior(x0, state.x, t, s)
@@ -193,7 +194,19 @@ class ContinuousDiffusion(DiffusionProcess):
         else:
             x = self.ddim_step(x0, state.x, t, s, options.ddim_eta, noise)
         keep = state.tokens.ne(self.pad)
+        x = x * keep.unsqueeze(-1)
+        if not last:  # rounding costs a vocabulary-wide softmax; keep the estimate for --retain-iter-history
+            return DecodeState(state.tokens, state.scores, state.noisy, x, X0Prediction(x0, embeddings))
+        tokens, scores = self._round(x0, embeddings, keep)
+        return DecodeState(tokens, scores, state.noisy, x)
+
+    def _round(self, x0, embeddings, keep):
+        """Tokens framed to each row's length, and their log-probabilities."""
         log_probs = self.rounding_log_probs(x0, embeddings)
         tokens = self._frame(log_probs.argmax(-1), keep.sum(1))
-        scores = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-        return DecodeState(tokens, scores, state.noisy, x * keep.unsqueeze(-1))
+        return tokens, log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+    def visible_tokens(self, state):
+        if state.prediction is None:
+            return state.tokens
+        return self._round(state.prediction.x0, state.prediction.embeddings, state.tokens.ne(self.pad))[0]

@@ -98,6 +98,8 @@ class DecodeState:
     scores: torch.Tensor  # [B, L] log-prob of the token at each position (0 where never predicted)
     noisy: torch.Tensor  # [B, L] positions not yet denoised (RDM's "output_masks")
     x: Optional[torch.Tensor] = None  # [B, L, D] continuous models' x_t in embedding space
+    # continuous models between passes: the last x0 estimate (an X0Prediction), rounded only on demand
+    prediction: Optional[object] = None
 
 
 class RandomSource:

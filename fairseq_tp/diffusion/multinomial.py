@@ -7,7 +7,6 @@ so its checkpoints load unchanged.
 """
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -149,9 +149,18 @@ class DiffusionTranslationTask(TranslationTask):
                                      self.cfg.load_ema_weights)
         logger.info(f"diffusion decoding: {schedule.steps} passes at timesteps {schedule} of T = {num_timesteps}; "
                     f"{options}")
-        return DiffusionGenerator(self.target_dictionary, schedule, options,
-                                  beam_size=getattr(args, "iter_decode_with_beam", 1),
-                                  retain_history=getattr(args, "retain_iter_history", False))
+        return self.build_diffusion_generator(models[0], schedule, options,
+                                              beam_size=getattr(args, "iter_decode_with_beam", 1),
+                                              retain_history=getattr(args, "retain_iter_history", False))
+
+    def build_diffusion_generator(self, model, schedule: Schedule, options: DecodingOptions, beam_size: int = 1,
+                                  retain_history: bool = False) -> DiffusionGenerator:
+        """The generator for ``model``, refusing options its diffusion family cannot honour."""
+        try:
+            model.diffusion.check_decoding(options)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        return DiffusionGenerator(self.target_dictionary, schedule, options, beam_size, retain_history)
 
 
 # Recorded only when they differ from these, so records of discrete decoding stay as they were.
