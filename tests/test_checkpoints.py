@@ -34,3 +34,31 @@ def test_eval_bleu_checkpoint_needs_numpy_arrays_and_loads(checkpoints):
             torch.load(checkpoints["absorbing"], map_location="cpu", weights_only=True)
     finally:
         torch.serialization.add_safe_globals(SAFE_GLOBALS)
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_training_flushes_denormals_and_restores_the_callers_setting(before):
+    from fairseq_tp.tasks.diffusion_translation import denormals_flushed, flushed_denormals
+
+    if not torch.set_flush_denormal(before):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        with flushed_denormals():
+            assert denormals_flushed()
+        assert denormals_flushed() == before
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_cpu_train_step_runs_with_denormals_flushed(monkeypatch):
+    from fairseq.tasks.translation import TranslationTask
+    from fairseq_tp.tasks.diffusion_translation import DiffusionTranslationTask, denormals_flushed
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    seen = []
+    monkeypatch.setattr(TranslationTask, "train_step",
+                        lambda self, sample, model, *args, **kwargs: seen.append(denormals_flushed()) or "stepped")
+    task = object.__new__(DiffusionTranslationTask)  # train_step needs no task state
+    assert task.train_step({}, torch.nn.Linear(1, 1), None, None, 0) == "stepped"
+    assert seen == [True] and not denormals_flushed()

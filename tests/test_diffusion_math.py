@@ -69,6 +69,37 @@ def test_multinomial_marginal_matches_product_of_steps(kind):
             assert got[[BOS, PAD, EOS]].max() <= -29
 
 
+@pytest.mark.parametrize("kind", ["multinomial", "reparam-multinomial", "unigram"])
+def test_multinomial_corrupt_samples_the_marginal(kind):
+    if kind == "unigram":
+        d = build_diffusion("reparam-multinomial", T, V, pad=PAD, bos=BOS, eos=EOS, mask=MASK,
+                            noise_distribution="unigram", vocab_count=[0, 0, 0, 5, 1, 3, 9])
+    else:
+        d = make(kind)
+    torch.manual_seed(0)
+    rows, t = 40000, 3
+    x0 = torch.tensor([[BOS, 4, 6, EOS]]).expand(rows, -1)
+    x_t = d.corrupt(x0, torch.full((rows,), t))["x_t"]
+    assert x_t[:, [0, 3]].tolist() == [[BOS, EOS]] * rows  # specials are never noised
+    for column, token in [(1, 4), (2, 6)]:
+        expected = d.marginal(one_hot_log(torch.tensor([[token]]), V), torch.tensor([t]), torch.tensor([[True]]))
+        expected = expected[0, 0].exp().double()
+        observed = torch.bincount(x_t[:, column], minlength=V).double() / rows
+        assert torch.allclose(observed, expected, atol=0.01), (observed, expected)
+
+
+def test_reparam_multinomial_loss_counts_only_noisy_positions():
+    d = make("reparam-multinomial")
+    logits = torch.zeros(1, 4, V)
+    logits[0, 1, 5] = math.log(3.0)
+    x0 = torch.tensor([[BOS, 5, 6, EOS]])
+    corrupted = {"x_t": torch.tensor([[BOS, 4, 6, EOS]])}  # position 1 is noise, position 2 clean
+    loss, nll = d.loss(logits, x0, corrupted, torch.tensor([2]), torch.tensor([float(T)]), 0.0)
+    ce = -math.log(3.0 / (len(STATES) - 1 + 3))  # pad/bos/eos logits are pushed to -30
+    assert nll.item() == pytest.approx(T * (1 - 2 / T) * ce / 4, rel=1e-5)  # weight T, linear, mean of 4
+    assert loss.item() == pytest.approx(nll.item())
+
+
 def test_multinomial_jump_posterior_is_bayes():
     d = make("multinomial")
     steps = multinomial_steps(d, torch.full((len(STATES),), 1.0 / len(STATES), dtype=torch.float64))

@@ -80,20 +80,22 @@ class MultinomialDiffusion(DiscreteDiffusion):
         return torch.log_softmax(unnormed, dim=-1)
 
     def corrupt(self, x0, t):
-        log_x0 = one_hot_log(x0, self.vocab_size)
-        log_probs = self.marginal(log_x0, t, self.non_special(x0))
-        gumbel = -torch.log(-torch.log(torch.rand_like(log_probs) + 1e-10) + 1e-10)
-        x_t = (log_probs + gumbel).argmax(-1)
-        return {"x_t": x_t, "log_x_t": one_hot_log(x_t, self.vocab_size), "log_x0": log_x0}
+        """Draws x_t ~ q(x_t | x0) as "keep x0 with probability abar_t, else a noise token": the
+        same law as ``marginal`` without its [B, L, V] tensors, which cost more than the network."""
+        keep = torch.rand(x0.shape, device=x0.device) < self.log_abar(t).view(-1, 1).exp()
+        noise_probs = self.noise_log_prob.exp().index_fill(0, torch.tensor(self.special_ids, device=x0.device), 0.0)
+        noise = torch.multinomial(noise_probs, x0.numel(), replacement=True).view_as(x0)
+        return {"x_t": torch.where(keep | ~self.non_special(x0), x0, noise)}
 
     # -- training loss ------------------------------------------------------
     def loss(self, logits, x0, corrupted, t, weight, label_smoothing):
         non_special = self.non_special(x0)
-        log_x0 = corrupted["log_x0"]
+        log_x0 = one_hot_log(x0, self.vocab_size)
+        log_x_t = one_hot_log(corrupted["x_t"], self.vocab_size)
         log_recon = torch.where(non_special.unsqueeze(-1), torch.log_softmax(logits, -1), log_x0)
         s = t - 1
-        log_q = self.posterior(log_x0, corrupted["log_x_t"], t, s, non_special)
-        log_p = self.posterior(log_recon, corrupted["log_x_t"], t, s, non_special)
+        log_q = self.posterior(log_x0, log_x_t, t, s, non_special)
+        log_p = self.posterior(log_recon, log_x_t, t, s, non_special)
         kl = (log_q.exp() * (log_q - log_p)).sum(-1).mean(-1)
         decoder_nll = -(log_x0.exp() * log_p).sum(-1).mean(-1)
         per_sentence = torch.where(t == 0, decoder_nll, kl) * weight
@@ -176,8 +178,9 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
         non_special = self.non_special(x0)
         clean = corrupted["x_t"].eq(x0)
         masked_logits = logits.masked_fill(self.special_sym_indicator.bool(), SPECIAL_LOG_PROB)
-        log_recon = torch.where(non_special.unsqueeze(-1), torch.log_softmax(masked_logits, -1), corrupted["log_x0"])
-        per_sentence = cross_entropy_per_position(log_recon, x0).masked_fill(clean, 0.0).mean(1)
+        # Special positions are never noised, so they are clean and add nothing.
+        per_position = cross_entropy_per_position(masked_logits, x0)
+        per_sentence = per_position.masked_fill(clean | ~non_special, 0.0).mean(1)
         nll = mean_in_float(weight * reweight(self.reweighting_type, t, self.num_timesteps) * per_sentence)
         if label_smoothing > 0:
             uniform_term = F.log_softmax(logits, dim=-1).mean(-1).masked_fill(clean, 0.0).mean(1)

@@ -4,9 +4,12 @@
 Option names match the public RDM plugin so its checkpoints and command lines
 work unchanged; ``--tp-schedule`` picks the decoder's timesteps.
 """
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
+
+import torch
 
 from fairseq.data import LanguagePairDataset
 from fairseq.tasks import register_task
@@ -111,6 +114,12 @@ class DiffusionTranslationTask(TranslationTask):
             kwargs["required_batch_size_multiple"] = 1
         return super().get_batch_iterator(dataset, **kwargs)
 
+    def train_step(self, sample, model, *args, **kwargs):
+        if next(model.parameters()).device.type != "cpu":
+            return super().train_step(sample, model, *args, **kwargs)
+        with flushed_denormals():
+            return super().train_step(sample, model, *args, **kwargs)
+
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
         if constraints is not None:
             raise NotImplementedError("constrained decoding is not supported by diffusion_translation")
@@ -166,6 +175,26 @@ class DiffusionTranslationTask(TranslationTask):
 # Recorded only when they differ from these, so records of discrete decoding stay as they were.
 OPTIONAL_PROVENANCE = {"continuous_sampler": "ddim", "ddim_eta": 0.0, "clamp_to_embeddings": False,
                        "mbr_samples": 1}
+
+
+@contextlib.contextmanager
+def flushed_denormals():
+    """Subnormal floats read as zero inside, the caller's setting restored after.
+
+    Softmax gradients over a large vocabulary hold subnormal floats, on which CPU matrix products run
+    several times slower (continuous training on the Ding data, three trainings sharing 2 cores:
+    0.11 -> 0.54 updates/s); flushing loses only magnitudes below 1.2e-38.
+    """
+    was_flushing = denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_flushing)
+
+
+def denormals_flushed() -> bool:
+    return torch.tensor(1e-39).mul(1.0).item() == 0.0
 
 
 def decoding_provenance(options: DecodingOptions, beam: int, ema: bool) -> dict:
