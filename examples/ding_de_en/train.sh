@@ -17,6 +17,7 @@ config=${2:-cpu}
 plugin=$(python -c 'import fairseq_tp, os; print(os.path.dirname(fairseq_tp.__file__))')
 [ -f "$work/bin/dict.de.txt" ] || { echo "error: $work/bin has no data; run prepare.sh first" >&2; exit 1; }
 
+declare -A updates=()  # per model: --max-update overriding the config's
 case $config in
   cpu)
     size=(--encoder-layers 3 --decoder-layers 3 --encoder-embed-dim 128 --decoder-embed-dim 128
@@ -26,7 +27,12 @@ case $config in
     # RDM weighs the smoothing term by T but the NLL by T/(t+1) (absorbing) or 1 - t/T (reparam): at high
     # noise the pull towards uniform wins, and a CPU-sized run learned to ignore the source (README.md).
     smoothing=0.0
-    diffusion_updates=(--max-update 3000)
+    # Pre-norm layers: with post-norm at this learning rate the diffusion models' encoders collapsed to
+    # a constant (predicted lengths uncorrelated with the source); RDM's post-norm recipe warms up 30k updates.
+    diffusion_extra=(--encoder-normalize-before --decoder-normalize-before --save-interval-updates 200
+                     --keep-interval-updates 1)
+    # About an hour each with the three sharing 2 cores (OMP_NUM_THREADS=1 each): see README.md.
+    updates=([absorbing]=2200 [reparam-multinomial]=1800 [continuous]=2000)
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ;;
   gpu)
     size=(--encoder-layers 6 --decoder-layers 6 --encoder-embed-dim 512 --decoder-embed-dim 512
@@ -34,7 +40,7 @@ case $config in
           --decoder-attention-heads 4)
     schedule=(--max-tokens 16384 --max-update 30000 --lr 0.0005 --warmup-updates 4000 --fp16)
     smoothing=0.1
-    diffusion_updates=() ;;
+    diffusion_extra=() ;;
   *) echo "error: unknown config '$config' (cpu or gpu)" >&2; exit 1 ;;
 esac
 common=("$work/bin" --share-all-embeddings --dropout 0.1 --weight-decay 0.01 --optimizer adam
@@ -47,7 +53,8 @@ train() {  # name, then fairseq-train options
   if [ -f "$work/ckpt/$name/done" ]; then echo "[ding_de_en] $name: already trained"; return; fi
   echo "[ding_de_en] training $name ($config config)"  # an interrupted run resumes from checkpoint_last.pt
   local start=$SECONDS
-  fairseq-train "${common[@]}" --save-dir "$work/ckpt/$name" "$@" ${MAX_UPDATE:+--max-update $MAX_UPDATE} \
+  local cap=${MAX_UPDATE:-${updates[$name]:-}}
+  fairseq-train "${common[@]}" --save-dir "$work/ckpt/$name" "$@" ${cap:+--max-update $cap} \
       >> "$work/train.$name.log" 2>&1 \
     || { tail -20 "$work/train.$name.log" >&2; exit 1; }
   touch "$work/ckpt/$name/done"
@@ -58,12 +65,12 @@ train() {  # name, then fairseq-train options
 diffusion=(--user-dir "$plugin" --task diffusion_translation --criterion diffusion_loss --arch diffusion_transformer
            --encoder-learned-pos --decoder-learned-pos --apply-bert-init)
 train absorbing "${diffusion[@]}" --diffusion-type absorbing --num-diffusion-timesteps 50 \
-    --label-smoothing $smoothing "${diffusion_updates[@]}"
+    --label-smoothing $smoothing "${diffusion_extra[@]}"
 # RDM's reparameterised multinomial: its loss is a cross-entropy on the noisy positions, where vanilla
 # multinomial's KL over the whole vocabulary made an update ~4x dearer on CPU.
 train reparam-multinomial "${diffusion[@]}" --diffusion-type reparam-multinomial --num-diffusion-timesteps 50 \
-    --not-diffusing-special-sym --reweighting-type linear --label-smoothing $smoothing "${diffusion_updates[@]}"
-train continuous "${diffusion[@]}" --diffusion-type continuous --num-diffusion-timesteps 2000 "${diffusion_updates[@]}"
+    --not-diffusing-special-sym --reweighting-type linear --label-smoothing $smoothing "${diffusion_extra[@]}"
+train continuous "${diffusion[@]}" --diffusion-type continuous --num-diffusion-timesteps 2000 "${diffusion_extra[@]}"
 # --user-dir only for its checkpoint allow-list: resuming needs it on torch >= 2.6 (fairseq alone cannot load).
 train transformer --user-dir "$plugin" --task translation --arch transformer --criterion label_smoothed_cross_entropy \
     --label-smoothing 0.1
