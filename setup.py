@@ -23,5 +23,5 @@ setup(
         "numpy",
     ],
     extras_require={"test": ["pytest"], "examples": ["subword-nmt"]},
-    entry_points={"console_scripts": ["fairseq-tp-search = fairseq_tp.search_cli:main"]},
+    entry_points={"console_scripts": ["fairseq-tp-search = fairseq_tp.fairseq_search.cli:main"]},
 )

@@ -13,6 +13,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples" / "toy_reversal"))
 from make_data import write_reversal_data  # noqa: E402
 FIXTURES = REPO.parent / "shared" / "fixtures"
+# CI sets this so that a missing fixture fails instead of skipping (.ci/run).
+REQUIRE_FIXTURES = os.environ.get("FAIRSEQ_TP_REQUIRE_FIXTURES") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fixture_dir(name): needs ../shared/fixtures/NAME beside the checkout")
+
+
+def pytest_runtest_setup(item):
+    for marker in item.iter_markers("fixture_dir"):
+        folder = FIXTURES / marker.args[0]
+        if not folder.is_dir():
+            message = f"needs the test fixture folder {folder} (../shared/fixtures, not part of a clone)"
+            if REQUIRE_FIXTURES:
+                pytest.fail(message + "; FAIRSEQ_TP_REQUIRE_FIXTURES=1 makes it required", pytrace=False)
+            pytest.skip(message)
 PLUGIN_DIR = str(REPO / "fairseq_tp")
 DIFFUSION_TYPES = ("absorbing", "multinomial", "reparam-absorbing", "reparam-multinomial")
 
@@ -30,6 +46,12 @@ def fairseq_main(kind: str, argv):
     parser = options.get_training_parser() if kind == "train" else options.get_generation_parser()
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, input_args=argv))
     return (train.main if kind == "train" else generate.main)(cfg)
+
+
+def one_line(error) -> str:
+    """What fairseq's command lines print for an uncaught UsageError (the plugin's excepthook)."""
+    from fairseq_tp.errors import PREFIX
+    return PREFIX + error.message
 
 
 def run_cli(args, cwd=None, env=None):

@@ -10,35 +10,45 @@ from conftest import FIXTURES
 fairseq_tp.register()
 
 
-def test_plugin_allow_lists_namespace_and_numpy_arrays_only():
-    from fairseq_tp.compat import SAFE_GLOBALS
-    names = {getattr(g[0] if isinstance(g, tuple) else g, "__name__", "") for g in SAFE_GLOBALS}
-    assert names == {"Namespace", "ndarray", "dtype", "Int64DType", "_reconstruct"}
+def loads_with(path, allowed):
+    """Whether ``path`` loads with weights_only and exactly ``allowed`` on torch's allow-list."""
+    from fairseq_tp.fairseq_glue.checkpoints import SAFE_GLOBALS
+    torch.serialization.clear_safe_globals()
+    try:
+        torch.serialization.add_safe_globals(list(allowed))
+        torch.load(path, map_location="cpu", weights_only=True)
+        return True
+    except Exception as e:  # torch's UnpicklingError names the missing type
+        assert "add_safe_globals" in str(e) or "weights_only" in str(e), e
+        return False
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(SAFE_GLOBALS)
 
 
+def test_every_allow_listed_type_is_needed_by_a_real_checkpoint(checkpoints):
+    # fairseq-train --eval-bleu pickles numpy n-gram counts beside the argparse.Namespace config.
+    from fairseq_tp.fairseq_glue.checkpoints import SAFE_GLOBALS
+    path = checkpoints["absorbing"]
+    current = [g for g in SAFE_GLOBALS if not isinstance(g, tuple)]  # the tuple: numpy 1's name for _reconstruct
+    assert loads_with(path, SAFE_GLOBALS)
+    for dropped in current:
+        assert not loads_with(path, [g for g in SAFE_GLOBALS if g is not dropped]), f"{dropped} is not needed"
+    # torch's own scan of the pickle names nothing beyond the list.
+    needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    assert needed <= {f"{g.__module__}.{g.__qualname__}" for g in current}
+
+
+@pytest.mark.fixture_dir("rdm-toy")
 @pytest.mark.parametrize("name", ["absorbing.pt", "multinomial.pt"])
 def test_rdm_checkpoints_load_with_weights_only(name):
     state = torch.load(FIXTURES / "rdm-toy" / name, map_location="cpu", weights_only=True)
     assert isinstance(state["cfg"]["model"], argparse.Namespace)
 
 
-def test_eval_bleu_checkpoint_needs_numpy_arrays_and_loads(checkpoints):
-    from fairseq_tp.compat import SAFE_GLOBALS
-    state = torch.load(checkpoints["absorbing"], map_location="cpu", weights_only=True)
-    assert "ema" in state["extra_state"]
-    # Why numpy is allowed: fairseq-train --eval-bleu pickles its n-gram counts as numpy arrays.
-    torch.serialization.clear_safe_globals()
-    try:
-        torch.serialization.add_safe_globals([argparse.Namespace])
-        with pytest.raises(Exception, match="numpy"):
-            torch.load(checkpoints["absorbing"], map_location="cpu", weights_only=True)
-    finally:
-        torch.serialization.add_safe_globals(SAFE_GLOBALS)
-
-
 @pytest.mark.parametrize("before", [False, True])
 def test_training_flushes_denormals_and_restores_the_callers_setting(before):
-    from fairseq_tp.tasks.diffusion_translation import denormals_flushed, flushed_denormals
+    from fairseq_tp.fairseq_glue.denormals import denormals_flushed, flushed_denormals
 
     if not torch.set_flush_denormal(before):
         pytest.skip("this CPU cannot flush denormals")
@@ -52,7 +62,8 @@ def test_training_flushes_denormals_and_restores_the_callers_setting(before):
 
 def test_cpu_train_step_runs_with_denormals_flushed(monkeypatch):
     from fairseq.tasks.translation import TranslationTask
-    from fairseq_tp.tasks.diffusion_translation import DiffusionTranslationTask, denormals_flushed
+    from fairseq_tp.fairseq_glue.task import DiffusionTranslationTask
+    from fairseq_tp.fairseq_glue.denormals import denormals_flushed
 
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals")

@@ -5,8 +5,9 @@ import sys
 import pytest
 import torch
 
-from conftest import FIXTURES, PLUGIN_DIR, TINY_MODEL, fairseq_main, generate, read_hypotheses, run_cli
-from fairseq_tp.search_cli import main as search_main
+from fairseq_tp.errors import UsageError
+from conftest import FIXTURES, PLUGIN_DIR, TINY_MODEL, fairseq_main, generate, one_line, read_hypotheses, run_cli
+from fairseq_tp.fairseq_search.cli import main as search_main
 
 T = 2000
 
@@ -62,7 +63,7 @@ def test_mbr_over_three_samples(toy_data, checkpoint, tmp_path):
 
 
 def test_mbr_choice_is_the_consensus():
-    from fairseq_tp.generator import mbr_choice
+    from fairseq_tp.fairseq_glue.generator import mbr_choice
     assert mbr_choice(["x y z w", "a b c d", "a b c d", "a b c e"]) == 1
     assert mbr_choice(["a b c d e", "a b c d f", "q r s t u"]) == 0  # tie between the first two: first wins
     assert mbr_choice(["only"]) == 0
@@ -70,8 +71,8 @@ def test_mbr_choice_is_the_consensus():
 
 def test_schedules_decoded_together_get_the_noise_they_get_alone(checkpoint):
     from fairseq_tp.diffusion import DecodingOptions, RandomSource
-    from fairseq_tp.generator import DiffusionGenerator
-    from fairseq_tp.schedule import Schedule
+    from fairseq_tp.fairseq_glue.generator import DiffusionGenerator
+    from fairseq_tp.schedules import Schedule
     model, task = load(checkpoint)
     task.load_dataset("test")
     dataset = task.dataset("test")
@@ -114,16 +115,17 @@ BAD_DECODING = {
 
 @pytest.mark.parametrize("flags", sorted(BAD_DECODING))
 def test_bad_decoding_options_get_one_line(flags, toy_data, checkpoint, tmp_path):
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(UsageError) as exit_info:
         generate(toy_data / "bin", checkpoint, tmp_path, "--tp-schedule", "uniform:4", *flags.split())
-    assert str(exit_info.value) == "fairseq-tp: error: " + BAD_DECODING[flags]
+    assert one_line(exit_info.value) == "fairseq-tp: error: " + BAD_DECODING[flags]
 
 
+@pytest.mark.fixture_dir("rdm-toy")
 def test_continuous_options_on_a_discrete_model_are_refused(tmp_path):
     rdm = FIXTURES / "rdm-toy"
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(UsageError) as exit_info:
         generate(rdm / "data-bin", rdm / "absorbing.pt", tmp_path, "--continuous-sampler", "ddpm")
-    assert str(exit_info.value) == ("fairseq-tp: error: --continuous-sampler, --ddim-eta and --clamp-to-embeddings "
+    assert one_line(exit_info.value) == ("fairseq-tp: error: --continuous-sampler, --ddim-eta and --clamp-to-embeddings "
                                     "apply only to --diffusion-type continuous models; this one is discrete")
 
 
@@ -132,9 +134,9 @@ def test_bad_search_and_training_options_get_one_line(toy_data, checkpoint, tmp_
         search_main([str(toy_data / "bin"), "--path", str(checkpoint), "--cpu", "--steps", "4",
                      "--output", str(tmp_path / "s.json"), "--ddim-eta", "-1"])
     assert str(exit_info.value) == "fairseq-tp-search: error: --ddim-eta must be in [0, 1], got -1.0"
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(UsageError) as exit_info:
         train(toy_data / "bin", tmp_path / "ls", "--label-smoothing", "0.1")
-    assert str(exit_info.value).startswith("fairseq-tp: error: --label-smoothing applies to discrete diffusion")
+    assert one_line(exit_info.value).startswith("fairseq-tp: error: --label-smoothing applies to discrete diffusion")
 
 
 def test_command_line_error_has_no_traceback(toy_data, checkpoint, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fairseq_tp.diffusion import DecodeState, DecodingOptions, RandomSource, X0Prediction, build_diffusion
-from fairseq_tp.schedule import Schedule
+from fairseq_tp.schedules import Schedule
 
 BOS, PAD, EOS, UNK, WORD = 0, 1, 2, 3, 4
 

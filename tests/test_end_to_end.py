@@ -4,7 +4,8 @@ import sys
 import pytest
 import torch
 
-from conftest import DIFFUSION_TYPES, PLUGIN_DIR, generate, read_hypotheses, run_cli
+from fairseq_tp.errors import UsageError
+from conftest import DIFFUSION_TYPES, PLUGIN_DIR, generate, one_line, read_hypotheses, run_cli
 
 
 @pytest.mark.parametrize("kind", DIFFUSION_TYPES)
@@ -43,16 +44,27 @@ def test_length_beam_and_reparam_strategies_run(toy_data, checkpoints, tmp_path)
             assert len(read_hypotheses(out)) == 20
 
 
-def test_ema_weights_are_what_gets_decoded(checkpoints):
-    from fairseq import checkpoint_utils
-    import fairseq_tp
-    fairseq_tp.register()
-    from fairseq_tp.compat import swap_in_ema
-    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoints["absorbing"]))
-    ema = state["extra_state"]["ema"]
-    key = "decoder.embed_length.weight"
-    assert not torch.equal(state["model"][key], ema[key])
-    assert torch.equal(swap_in_ema(state, "x")["model"][key], ema[key])
+def scored_hypotheses(path):
+    """The H- lines (id, score, text) of fairseq-generate's output."""
+    return sorted(line for line in path.read_text().splitlines() if line.startswith("H-"))
+
+
+def test_ema_weights_are_what_gets_decoded(toy_data, checkpoints, tmp_path):
+    # A copy of the checkpoint whose model weights *are* the EMA weights, decoded plainly, is the
+    # reference for --load-ema-weights; the checkpoint's own weights must decode differently.
+    state = torch.load(checkpoints["absorbing"], map_location="cpu", weights_only=True)
+    state["model"] = state["extra_state"]["ema"]
+    ema_as_model = tmp_path / "ema-as-model.pt"
+    torch.save(state, ema_as_model)
+    deterministic = ("--tp-schedule", "uniform:4", "--argmax-decoding",
+                     "--decoding-strategy", "reparam-uncond-deterministic-cosine")
+    with_flag = generate(toy_data / "bin", checkpoints["absorbing"], tmp_path / "flag", *deterministic,
+                         "--load-ema-weights")
+    reference = generate(toy_data / "bin", ema_as_model, tmp_path / "reference", *deterministic)
+    plain = generate(toy_data / "bin", checkpoints["absorbing"], tmp_path / "plain", *deterministic)
+    assert len(scored_hypotheses(with_flag)) == 20
+    assert scored_hypotheses(with_flag) == scored_hypotheses(reference)
+    assert scored_hypotheses(with_flag) != scored_hypotheses(plain)
 
 
 BAD_SCHEDULES = {
@@ -77,16 +89,35 @@ def test_bad_schedule_exits_with_one_line_and_no_traceback(schedule, toy_data, c
 
 @pytest.mark.parametrize("schedule", sorted(BAD_SCHEDULES))
 def test_bad_schedule_message_in_process(schedule, toy_data, checkpoints, tmp_path):
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(UsageError) as exit_info:
         generate(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--tp-schedule", schedule)
-    assert str(exit_info.value) == BAD_SCHEDULES[schedule]
+    assert one_line(exit_info.value) == BAD_SCHEDULES[schedule]
     assert not (tmp_path / "generate-test.txt").exists() or "H-" not in (tmp_path / "generate-test.txt").read_text()
 
 
 def test_schedule_file_for_another_T_is_refused(toy_data, checkpoints, tmp_path):
     path = tmp_path / "s.json"
     path.write_text('{"timesteps": [99, 50, 0], "num_timesteps": 100}')
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(UsageError) as exit_info:
         generate(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--tp-schedule", str(path))
-    assert str(exit_info.value) == (f"fairseq-tp: error: --tp-schedule: schedule file {path} was made for "
+    assert one_line(exit_info.value) == (f"fairseq-tp: error: --tp-schedule: schedule file {path} was made for "
                                     "T = 100 but the checkpoint has T = 50")
+
+
+def test_unsupported_rdm_option_in_a_checkpoint_is_one_line(toy_data, checkpoints, tmp_path):
+    import argparse
+    state = torch.load(checkpoints["absorbing"], map_location="cpu", weights_only=True)
+    model_cfg = state["cfg"]["model"]
+    if isinstance(model_cfg, argparse.Namespace):
+        model_cfg.encoder_use_rpe = True
+    else:
+        model_cfg["encoder_use_rpe"] = True
+    path = tmp_path / "rpe.pt"
+    torch.save(state, path)
+    result = run_cli([sys.executable, "-m", "fairseq_cli.generate", str(toy_data / "bin"), "--user-dir", PLUGIN_DIR,
+                      "--task", "diffusion_translation", "--path", str(path), "--gen-subset", "test", "--cpu"])
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "fairseq-tp: error: this checkpoint uses relative position embeddings (--encoder-use-rpe), "
+        "which fairseq_tp does not support")

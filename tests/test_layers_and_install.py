@@ -1,4 +1,5 @@
 """The tree's layering, and `--user-dir fairseq_tp` after a non-editable install."""
+import ast
 import json
 import shutil
 import subprocess
@@ -10,8 +11,56 @@ import fairseq
 from conftest import REPO, run_cli
 
 
+# What each layer may import, by top-level folder of fairseq_tp (the rest of the package may import them).
+FORBIDDEN = {
+    "diffusion": {"fairseq", "fairseq_glue", "fairseq_search", "search"},
+    "schedules": {"fairseq", "fairseq_glue", "fairseq_search", "search", "diffusion"},
+    "search": {"fairseq", "fairseq_glue", "fairseq_search", "diffusion"},
+    "fairseq_glue": {"fairseq_search", "search"},
+}
+
+
+def imported_layers(source: Path, code: str = None):
+    """(name, what it names) for every import in a module: 'fairseq', or a fairseq_tp folder."""
+    package = source.relative_to(REPO).parts[:-1]
+    for node in ast.walk(ast.parse(source.read_text() if code is None else code)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the module's package
+                base = list(package[:len(package) - node.level + 1])
+                modules = [".".join(base + ([node.module] if node.module else []))]
+            else:
+                modules = [node.module or ""]
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            if parts[0] == "fairseq":
+                yield module, "fairseq"
+            elif parts[0] == "fairseq_tp" and len(parts) > 1:
+                yield module, parts[1]
+
+
+def test_each_layer_imports_only_what_is_below_it():
+    for layer, forbidden in FORBIDDEN.items():
+        sources = sorted((REPO / "fairseq_tp" / layer).rglob("*.py"))
+        assert sources, layer
+        for source in sources:
+            for module, target in imported_layers(source):
+                assert target not in forbidden, f"{source.relative_to(REPO)} imports {module}"
+
+
+def test_the_layer_check_sees_relative_and_absolute_imports():
+    module = REPO / "fairseq_tp" / "diffusion" / "x.py"
+    seen = {code: [target for _, target in imported_layers(module, code)]
+            for code in ("from ..search import run_search", "import fairseq.models", "from . import base")}
+    assert seen == {"from ..search import run_search": ["search"], "import fairseq.models": ["fairseq"],
+                    "from . import base": ["diffusion"]}
+
+
 def test_diffusion_and_schedule_import_no_fairseq():
-    code = ("import sys, fairseq_tp.diffusion, fairseq_tp.schedule; "
+    code = ("import sys, fairseq_tp.diffusion, fairseq_tp.schedules, fairseq_tp.search; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'fairseq')))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

@@ -10,8 +10,20 @@ import pytest
 from conftest import FIXTURES, generate, read_hypotheses
 
 RDM = FIXTURES / "rdm-toy"
-SETTINGS = {line.split("|")[0]: line.split("|")[1:] for line in (RDM / "settings.txt").read_text().splitlines()
-            if line and not line.startswith("#")}
+pytestmark = pytest.mark.fixture_dir("rdm-toy")
+
+
+class _Settings(dict):
+    """settings.txt as {name: [RDM's flags, the --tp-schedule spelling]}, read when first used."""
+
+    def __missing__(self, name):
+        for line in (RDM / "settings.txt").read_text().splitlines():
+            if line and not line.startswith("#"):
+                self[line.split("|")[0]] = line.split("|")[1:]
+        return dict.__getitem__(self, name)
+
+
+SETTINGS = _Settings()
 DETERMINISTIC = ["s10-b1-reparam-uncond-cosine", "s4-b3-reparam-cond-linear"]
 
 

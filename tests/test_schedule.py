@@ -3,21 +3,31 @@ import json
 
 import pytest
 
-from fairseq_tp.schedule import Schedule, ScheduleError, ScheduleSpec, write_schedule_file
+from fairseq_tp.schedules import Schedule, ScheduleError, ScheduleSpec, write_schedule_file
 
 
-def rdm_visits(T, N):
-    """RDM's step_array for N iterations (1-based steps), written out from its description."""
-    stride = T // N
-    if T % N == 0:
-        return [(N - i) * stride for i in range(N)]
-    bigger = T - stride * N
-    return [T - i * (stride + 1) for i in range(bigger)] + [stride * (N - i) for i in range(bigger, N)]
+# RDM's step_array (discrete_diffusion_base._get_decoding_strategy) printed for these (T, N) by running
+# RDM's own function, last entry (0) dropped: the 1-based steps its N passes visit.  Written out as data
+# so that the test does not restate our formula.
+RDM_STEP_ARRAYS = {
+    (50, 4): [50, 37, 24, 12],
+    (50, 7): [50, 42, 35, 28, 21, 14, 7],
+    (50, 10): [50, 45, 40, 35, 30, 25, 20, 15, 10, 5],
+    (50, 1): [50],
+    (2000, 4): [2000, 1500, 1000, 500],
+    (2000, 3): [2000, 1333, 666],
+    (1000, 6): [1000, 833, 666, 499, 332, 166],
+    (10, 3): [10, 6, 3],
+}
 
 
-@pytest.mark.parametrize("T,N", [(50, 4), (50, 10), (50, 7), (50, 50), (50, 1), (2000, 4), (2000, 3), (13, 5)])
-def test_uniform_is_rdm_spacing_minus_one(T, N):
-    assert Schedule.uniform(N, T).timesteps == tuple(v - 1 for v in rdm_visits(T, N))
+@pytest.mark.parametrize("T,N", sorted(RDM_STEP_ARRAYS))
+def test_uniform_is_rdms_step_array_minus_one(T, N):
+    assert Schedule.uniform(N, T).timesteps == tuple(v - 1 for v in RDM_STEP_ARRAYS[T, N])
+
+
+def test_uniform_with_every_step_visits_every_timestep():
+    assert Schedule.uniform(50, 50).timesteps == tuple(range(49, -1, -1))
 
 
 def test_documented_examples():

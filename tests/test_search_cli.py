@@ -9,8 +9,8 @@ import pytest
 import sacrebleu
 
 from conftest import FIXTURES, PLUGIN_DIR, TINY_MODEL, fairseq_main, generate, run_cli
-from fairseq_tp.bleu import TokenizedBleu, Translation, compound_split
-from fairseq_tp.search_cli import main as search_main
+from fairseq_tp.fairseq_search.bleu import TokenizedBleu, Translation, compound_split
+from fairseq_tp.fairseq_search.cli import main as search_main
 
 RDM = FIXTURES / "rdm-toy"
 DETERMINISTIC = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]
@@ -54,6 +54,7 @@ def shots_data_bin(tmp_path, shot_ids):
     return tmp_path / "shots-bin"
 
 
+@pytest.mark.fixture_dir("rdm-toy")
 @pytest.mark.parametrize("bleu", ["sacrebleu", "tokenized"])
 def test_fairseq_generate_on_the_shots_reproduces_the_recorded_bleu(bleu, tmp_path):
     record = search(RDM / "data-bin", RDM / "absorbing.pt", tmp_path, "--steps", "4", "--shots", "20",
@@ -131,7 +132,7 @@ def test_candidate_schedules_decoded_together_score_as_alone(toy_data, checkpoin
 
 
 def test_encoder_runs_once_per_batch_of_shots(toy_data, checkpoints, monkeypatch, tmp_path):
-    from fairseq_tp.generator import DiffusionGenerator
+    from fairseq_tp.fairseq_glue.generator import DiffusionGenerator
     calls = []
     original = DiffusionGenerator.encode
     monkeypatch.setattr(DiffusionGenerator, "encode", lambda self, *a: calls.append(1) or original(self, *a))
@@ -181,6 +182,56 @@ def test_bad_input_gets_one_line_and_writes_nothing(toy_data, checkpoints, trans
     assert not output.exists() and not (tmp_path / "s.trials.jsonl").exists()
 
 
+def test_a_user_dir_of_another_checkout_is_refused_naming_both(toy_data, checkpoints, capsys, tmp_path):
+    other = tmp_path / "other" / "fairseq_tp"
+    other.mkdir(parents=True)
+    message = search_error(capsys, str(toy_data / "bin"), "--user-dir", str(other), "--path",
+                           str(checkpoints["absorbing"]), "--steps", "3", "--cpu", "--output", str(tmp_path / "s.json"))
+    found, ours = os.path.realpath(other), os.path.realpath(PLUGIN_DIR)
+    assert message == (f"fairseq-tp-search: error: --user-dir {other} is {found}, but fairseq-tp-search runs the "
+                       f"fairseq_tp in {ours}; run the fairseq-tp-search installed from {found}, or leave --user-dir out")
+    # Our own package, by path or by the bare name, is accepted.
+    record = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--steps", "2", "--shots", "4",
+                    "--budget", "2")
+    assert record["evaluations"] == 2
+
+
+def test_n_init_is_checked_before_the_model_is_loaded(toy_data, capsys, tmp_path):
+    message = search_error(capsys, str(toy_data / "bin"), "--path", str(tmp_path / "missing.pt"), "--steps", "3",
+                           "--n-init", "-1", "--cpu", "--output", str(tmp_path / "s.json"))
+    assert message == "fairseq-tp-search: error: --n-init must be a non-negative integer, got -1"
+
+
+def test_eval_subset_is_checked_before_the_search(toy_data, checkpoints, capsys, tmp_path):
+    message = search_error(capsys, str(toy_data / "bin"), "--path", str(checkpoints["absorbing"]), "--steps", "3",
+                           "--eval-subset", "tset", "--cpu", "--output", str(tmp_path / "s.json"))
+    assert message.startswith("fairseq-tp-search: error: --eval-subset: Dataset not found: tset")
+    assert not (tmp_path / "s.trials.jsonl").exists() and not (tmp_path / "s.json").exists()
+
+
+def test_schedule_file_is_written_when_the_search_ends_then_rewritten_with_the_evaluation(
+        toy_data, checkpoints, monkeypatch, tmp_path):
+    from fairseq_tp.fairseq_search import timing
+    args = ("--steps", "3", "--shots", "6", "--budget", "4", "--eval-subset", "test")
+
+    def evaluation_fails(*_, **__):
+        raise RuntimeError("the evaluation died")
+
+    monkeypatch.setattr(timing, "time_schedules", evaluation_fails)
+    with pytest.raises(RuntimeError, match="the evaluation died"):
+        search(toy_data / "bin", checkpoints["absorbing"], tmp_path, *args)
+    searched = json.loads((tmp_path / "schedule.json").read_text())
+    assert searched["evaluations"] == 4 and "eval" not in searched
+    monkeypatch.undo()
+    record = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, *args, "--resume")
+    assert record["timesteps"] == searched["timesteps"] and record["bleu"] == searched["bleu"]
+    assert set(record["eval"]) == {"subset", "uniform", "searched"} and record["eval"]["subset"] == "test"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "schedule.json").st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
 def test_trial_log_mismatches_are_refused(toy_data, checkpoints, capsys, tmp_path):
     base = [str(toy_data / "bin"), "--cpu", "--no-progress-bar", "--output", str(tmp_path / "s.json"),
             "--path", str(checkpoints["absorbing"]), "--steps", "3", "--shots", "8", "--budget", "3"]
@@ -208,9 +259,14 @@ def test_command_line_tool_is_installed_and_exits_non_zero_on_bad_input(toy_data
     ok = run_cli(["fairseq-tp-search", str(toy_data / "bin"), "--user-dir", "fairseq_tp", "--path", "ckpt.pt",
                   "--steps", "2", "--shots", "5", "--budget", "3", "--cpu"], cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "searched" in ok.stdout and json.loads((tmp_path / "schedule.json").read_text())["evaluations"] == 3
+    record = json.loads((tmp_path / "schedule.json").read_text())
+    assert record["evaluations"] == 3
+    searched = [line.split() for line in ok.stdout.splitlines() if line.startswith("searched ")]
+    assert searched == [["searched", ",".join(map(str, record["timesteps"])), "BLEU", f"{record['bleu']:.2f}",
+                         f"({record['bleu'] - record['uniform_bleu']:+.2f})"]]
 
 
+@pytest.mark.fixture_dir("rdm-toy")
 def test_search_takes_rdm_checkpoints_and_rdm_decoding_flags(tmp_path):
     record = search(RDM / "data-bin", RDM / "multinomial.pt", tmp_path, "--steps", "4", "--shots", "16",
                     "--budget", "4", "--iter-decode-with-beam", "3", "--load-ema-weights", "--remove-bpe",

@@ -5,12 +5,13 @@ import statistics
 import pytest
 import torch
 
-from fairseq_tp.schedule import Schedule
+from fairseq_tp.schedules import Schedule
 from fairseq_tp.search import (
     BoTorchProposer,
     RandomProposer,
     ScheduleSpace,
     SearchError,
+    SearchSettings,
     derive_seed,
     plot_trials,
     read_trial_log,
@@ -50,17 +51,15 @@ def search(
     tmp_path, name="log.jsonl", *, objective=None, space=None, budget=10, seed=0, strategy="botorch", **kwargs
 ):
     objective = objective or CountingObjective()
+    resume, progress = kwargs.pop("resume", False), kwargs.pop("progress", False)
     result = run_search(
         objective,
         space or ScheduleSpace(T, N),
-        budget=budget,
-        seed=seed,
-        strategy=strategy,
+        SearchSettings(budget=budget, seed=seed, strategy=strategy, **kwargs),
         log_path=str(tmp_path / name),
         config={**CONFIG, "budget": budget},
-        resume=kwargs.pop("resume", False),
-        progress=kwargs.pop("progress", False),
-        **kwargs,
+        resume=resume,
+        progress=progress,
     )
     return result, objective
 
@@ -173,15 +172,24 @@ def test_objective_must_return_finite_scores(tmp_path):
         search(tmp_path, "other.jsonl", objective=type("Short", (), {"evaluate": lambda self, s: [1.0]})())
 
 
-@pytest.mark.parametrize("budget, strategy", [(0, "botorch"), (5, "annealing")])
-def test_bad_arguments_are_reported(tmp_path, budget, strategy):
-    with pytest.raises(SearchError):
-        search(tmp_path, budget=budget, strategy=strategy)
+@pytest.mark.parametrize("settings, message", [
+    (dict(budget=0), "--budget must be a positive number of evaluations, got 0"),
+    (dict(strategy="annealing"), "--strategy must be one of botorch, random, got 'annealing'"),
+    (dict(n_init=-1), "--n-init must be a non-negative integer, got -1"),
+    (dict(time_budget_s=0), "--time-budget must be a positive number of seconds, got 0"),
+])
+def test_bad_settings_are_refused_when_built_with_one_line(settings, message):
+    with pytest.raises(SearchError) as error:
+        SearchSettings(**{"budget": 10, "seed": 0, "strategy": "botorch", **settings})
+    assert str(error.value) == message
 
 
 def test_progress_bar_shows_best_so_far(tmp_path, capsys):
-    search(tmp_path, budget=9, strategy="random", progress=True)
-    assert "best=" in capsys.readouterr().err
+    result, _ = search(tmp_path, budget=9, strategy="random", progress=True)
+    final_state = capsys.readouterr().err.split("\r")[-1]
+    assert "9/9" in final_state
+    assert final_state.rstrip().endswith(f"baseline={result.baseline_bleu:.2f}, best={result.best_bleu:.2f}]")
+    assert result.best_bleu > result.baseline_bleu  # else best and baseline could not be told apart
 
 
 # -- the optimiser -------------------------------------------------------------
@@ -280,9 +288,7 @@ def test_resume_refuses_a_log_from_a_different_search(tmp_path, reference):
         run_search(
             objective,
             ScheduleSpace(T, N),
-            budget=20,
-            seed=1,
-            strategy="botorch",
+            SearchSettings(budget=20, seed=1, strategy="botorch"),
             log_path=str(tmp_path / "x.jsonl"),
             config={**CONFIG, "shots": 10, "budget": 20},
             resume=True,

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from fairseq_tp.schedule import Schedule
+from fairseq_tp.schedules import Schedule
 from fairseq_tp.search import SearchError, Trial, TrialLog, read_trial_log
 
 T = 50

@@ -51,8 +51,8 @@ def machine() -> str:
 
 
 def search(work, model, extra, out_dir, name):
-    from fairseq_tp.search_cli import parse
-    from fairseq_tp.tune import tune
+    from fairseq_tp.fairseq_search.cli import parse
+    from fairseq_tp.fairseq_search import tune
 
     output = os.path.join(out_dir, f"{model}.{name}.json")
     for path in (output, output.replace(".json", ".trials.jsonl")):
@@ -72,23 +72,23 @@ def checkpoint(work, model):
 
 def diffusion_decoder(work, model):
     """A FewShotBleu over the whole test set: decodes any schedule with the model loaded once."""
-    from fairseq_tp.bleu import SacreBleu
-    from fairseq_tp.search_cli import parse
-    from fairseq_tp.tune import load_for_decoding
+    from fairseq_tp.fairseq_search.bleu import SacreBleu
+    from fairseq_tp.fairseq_search.cli import parse
+    from fairseq_tp.fairseq_search.loading import load_for_decoding
 
     cfg, _ = parse([os.path.join(work, "bin"), "--path", checkpoint(work, model), "--steps", "4",
                     "--batch-size", "100", *TEXT, *DECODING[model]])
     loaded = load_for_decoding(cfg)
-    test = loaded.subset("test")
-    return loaded.objective(test, range(len(test)), SacreBleu(), seed=1), loaded.model.diffusion.num_timesteps
+    test = loaded.subset("test", "--gen-subset")
+    return loaded.objective(test, range(len(test)), SacreBleu(), seed=1, schedules_per_batch=8), loaded.model.diffusion.num_timesteps
 
 
 def transformer_row(work, repeats):
     from fairseq import checkpoint_utils, options, tasks, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq_tp.bleu import SacreBleu
-    from fairseq_tp.objective import translation
-    from fairseq_tp.tune import text_post_processing
+    from fairseq_tp.fairseq_search.bleu import SacreBleu
+    from fairseq_tp.fairseq_search.objective import translation
+    from fairseq_tp.fairseq_search.loading import text_post_processing
 
     parser = options.get_generation_parser()
     args = options.parse_args_and_arch(parser, [os.path.join(work, "bin"), "--path", checkpoint(work, "transformer"),
@@ -150,8 +150,8 @@ def main():
     os.makedirs(searches, exist_ok=True)
     budget = ["--budget", str(args.budget)]
 
-    from fairseq_tp.schedule import Schedule
-    from fairseq_tp.tune import time_schedules
+    from fairseq_tp.schedules import Schedule
+    from fairseq_tp.fairseq_search.timing import time_schedules
     report = {"date": datetime.date.today().isoformat(), "machine": machine(), "threads": args.threads,
               "repeats": args.repeats, "full_repeats": args.full_repeats or args.repeats,
               "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]), "models": []}

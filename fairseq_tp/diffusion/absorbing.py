@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float
+from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float, mean_log_prob_over_vocabulary, smoothed
 from .decoding import DecodeState, pick_tokens
 
 REWEIGHTING_TYPES = ("linear", "reciprocal", "none")
@@ -54,8 +54,8 @@ class AbsorbingDiffusion(DiscreteDiffusion):
         nll = mean_in_float(weight * self.reweighting(t) * nll_per_sentence)
         loss = nll
         if label_smoothing > 0:
-            uniform_term = F.log_softmax(logits, dim=-1).mean(-1).masked_fill(~masked, 0.0).mean(1)
-            loss = nll * (1 - label_smoothing) - mean_in_float(weight * uniform_term) * label_smoothing
+            uniform_term = mean_in_float(weight * mean_log_prob_over_vocabulary(logits, masked).mean(1))
+            loss = smoothed(nll, uniform_term, label_smoothing)
         if self.lambda_direct_xentropy > 0:
             direct = cross_entropy_per_position(logits, x0).mean(1)
             loss = loss + self.lambda_direct_xentropy * mean_in_float(weight * direct)
@@ -93,12 +93,16 @@ class ReparamAbsorbingDiffusion(AbsorbingDiffusion):
     def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
                  not_diffusing_special_sym=False, reweighting_type="linear"):
         super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask, not_diffusing_special_sym)
-        if reweighting_type not in REWEIGHTING_TYPES:
-            raise ValueError(f"unknown --reweighting-type '{reweighting_type}' (choose from {', '.join(REWEIGHTING_TYPES)})")
-        self.reweighting_type = reweighting_type
+        self.reweighting_type = check_reweighting(reweighting_type)
 
     def reweighting(self, t):
         return reweight(self.reweighting_type, t, self.num_timesteps)
+
+
+def check_reweighting(kind: str) -> str:
+    if kind not in REWEIGHTING_TYPES:
+        raise ValueError(f"unknown --reweighting-type '{kind}' (choose from {', '.join(REWEIGHTING_TYPES)})")
+    return kind
 
 
 def reweight(kind: str, t: torch.Tensor, num_timesteps: int) -> torch.Tensor:

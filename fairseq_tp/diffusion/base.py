@@ -120,5 +120,16 @@ class DiscreteDiffusion(DiffusionProcess):
         return reparam_route(state, cur_scores, cur_tokens, noise, non_special, strategy.rate(progress), strategy, rng)
 
 
+def mean_log_prob_over_vocabulary(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """[B, L] mean over the vocabulary of log p(x0 = v | x_t) at ``positions``, 0 elsewhere:
+    the pull towards uniform that label smoothing adds (RDM's form)."""
+    return F.log_softmax(logits, dim=-1).mean(-1).masked_fill(~positions, 0.0)
+
+
+def smoothed(nll: torch.Tensor, uniform_term: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """RDM's label-smoothed loss: (1 - eps) nll - eps * mean log-probability over the vocabulary."""
+    return nll * (1 - label_smoothing) - uniform_term * label_smoothing
+
+
 def cross_entropy_per_position(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
     return F.cross_entropy(logits.transpose(1, 2), target, ignore_index=ignore_index, reduction="none")

@@ -188,6 +188,13 @@ def reparam_route(
     noisy = state.noisy
     to_noise = (~noisy & to_noise_if_clean) | (noisy & to_noise_if_noisy)
     to_x0 = noisy & ~to_noise_if_noisy
+    return apply_routing(state, to_noise, to_x0, noise_tokens, cur_tokens, cur_scores,
+                         (noisy | to_noise_if_clean) & to_noise_if_noisy)
+
+
+def apply_routing(state: DecodeState, to_noise, to_x0, noise_tokens, cur_tokens, cur_scores, noisy) -> DecodeState:
+    """Positions routed to noise take ``noise_tokens`` (score -inf), those routed to x0 the prediction
+    ``cur_tokens``/``cur_scores``; the rest keep their token and score.  ``noisy`` is the new noisy mask."""
     tokens = torch.where(to_noise, noise_tokens, torch.where(to_x0, cur_tokens, state.tokens))
     scores = torch.where(to_noise, torch.full_like(cur_scores, -math.inf), torch.where(to_x0, cur_scores, state.scores))
-    return DecodeState(tokens, scores, (noisy | to_noise_if_clean) & to_noise_if_noisy)
+    return DecodeState(tokens, scores, noisy)

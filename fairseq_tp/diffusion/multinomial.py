@@ -10,9 +10,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .absorbing import REWEIGHTING_TYPES, reweight
-from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float
-from .decoding import DecodeState, pick_tokens, sample_categorical
+from .absorbing import check_reweighting, reweight
+from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float, mean_log_prob_over_vocabulary, smoothed
+from .decoding import DecodeState, apply_routing, pick_tokens, sample_categorical
 from .noise import log1mexp, log_alpha_bar, log_sub_exp
 
 SPECIAL_LOG_PROB = -30.0  # RDM's stand-in for log 0 on pad/bos/eos
@@ -104,8 +104,9 @@ class MultinomialDiffusion(DiscreteDiffusion):
             per_sentence = per_sentence + self.lambda_direct_xentropy * direct
         nll = mean_in_float(per_sentence)
         if label_smoothing > 0:
-            uniform_term = mean_in_float(F.log_softmax(logits[non_special], dim=-1))
-            return nll * (1 - label_smoothing) - uniform_term * label_smoothing, nll
+            # Vanilla multinomial (RDM): averaged over the non-special positions, unweighted.
+            uniform_term = mean_log_prob_over_vocabulary(logits, non_special).sum() / non_special.sum()
+            return smoothed(nll, uniform_term.type_as(nll), label_smoothing), nll
         return nll, nll
 
     # -- decoding -----------------------------------------------------------
@@ -140,8 +141,7 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
     def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
                  noise_scheduler_type="cosine", reweighting_type="linear",
                  noise_distribution="uniform", vocab_count=None):
-        if reweighting_type not in REWEIGHTING_TYPES:
-            raise ValueError(f"unknown --reweighting-type '{reweighting_type}' (choose from {', '.join(REWEIGHTING_TYPES)})")
+        check_reweighting(reweighting_type)
         if noise_distribution not in ("uniform", "unigram"):
             raise ValueError(f"unknown --noise-distribution '{noise_distribution}' (choose from uniform, unigram)")
         if noise_distribution == "unigram" and vocab_count is None:
@@ -183,8 +183,8 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
         per_sentence = per_position.masked_fill(clean | ~non_special, 0.0).mean(1)
         nll = mean_in_float(weight * reweight(self.reweighting_type, t, self.num_timesteps) * per_sentence)
         if label_smoothing > 0:
-            uniform_term = F.log_softmax(logits, dim=-1).mean(-1).masked_fill(clean, 0.0).mean(1)
-            return nll * (1 - label_smoothing) - mean_in_float(weight * uniform_term) * label_smoothing, nll
+            uniform_term = mean_in_float(weight * mean_log_prob_over_vocabulary(logits, ~clean).mean(1))
+            return smoothed(nll, uniform_term, label_smoothing), nll
         return nll, nll
 
     def initial_tokens(self, lengths, max_length, rng):
@@ -210,11 +210,7 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
         stays_noise = ~(torch.log(u.clamp(min=1e-30)) < self.route_to_x0_log_prob(t, s).view(-1, 1))
         noise = self.noise_tokens(state.tokens, t, s, rng)
         to_noise = state.noisy & stays_noise
-        to_x0 = state.noisy & ~stays_noise
-        tokens = torch.where(to_noise, noise, torch.where(to_x0, cur_tokens, state.tokens))
-        scores = torch.where(to_noise, torch.full_like(cur_scores, -math.inf),
-                             torch.where(to_x0, cur_scores, state.scores))
-        return DecodeState(tokens, scores, to_noise)
+        return apply_routing(state, to_noise, state.noisy & ~stays_noise, noise, cur_tokens, cur_scores, to_noise)
 
 
 def one_hot_log(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:

@@ -3,7 +3,7 @@
 A pure library (no fairseq): the caller supplies an :class:`Objective` that
 scores schedules (BLEU on a few validation sentences).
 """
-from .loop import STRATEGIES, SearchResult, default_n_init, run_search
+from .loop import STRATEGIES, SearchResult, SearchSettings, default_n_init, run_search
 from .objective_api import Objective
 from .optimiser import BoTorchProposer, Proposer, RandomProposer, derive_seed, make_proposer
 from .plot import plot_trials
@@ -20,6 +20,7 @@ __all__ = [
     "ScheduleSpace",
     "SearchError",
     "SearchResult",
+    "SearchSettings",
     "Trial",
     "TrialLog",
     "default_n_init",

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Literal, Optional, Sequence
 
 from tqdm import tqdm
 
-from ..schedule import Schedule
+from ..schedules import Schedule
 from .objective_api import Objective
 from .optimiser import Observation, make_proposer
 from .space import ScheduleSpace, SearchError
@@ -48,18 +48,45 @@ def default_n_init(space: ScheduleSpace) -> int:
     return max(2, 2 * space.dim)
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """How one search runs, checked when built (so a command line can check it before loading a model).
+
+    ``n_init`` None means :func:`default_n_init` of the space.
+    """
+
+    budget: int
+    seed: int
+    strategy: Strategy
+    n_init: Optional[int] = None
+    time_budget_s: Optional[float] = None
+
+    def __post_init__(self):
+        if not _is_int(self.budget) or self.budget < 1:
+            raise SearchError(f"--budget must be a positive number of evaluations, got {self.budget!r}")
+        if not _is_int(self.seed):
+            raise SearchError(f"--seed must be an integer, got {self.seed!r}")
+        if self.strategy not in STRATEGIES:
+            raise SearchError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.n_init is not None and (not _is_int(self.n_init) or self.n_init < 0):
+            raise SearchError(f"--n-init must be a non-negative integer, got {self.n_init!r}")
+        if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float))
+                                                   and self.time_budget_s > 0):
+            raise SearchError(f"--time-budget must be a positive number of seconds, got {self.time_budget_s!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def run_search(
     objective: Objective,
     space: ScheduleSpace,
+    settings: SearchSettings,
     *,
-    budget: int,
-    seed: int,
-    strategy: Strategy,
     log_path: str,
     config: Dict[str, Any],
-    resume: bool,
-    time_budget_s: Optional[float] = None,
-    n_init: Optional[int] = None,
+    resume: bool = False,
     progress: bool = True,
 ) -> SearchResult:
     """Search ``space`` for the schedule with the best ``objective`` score.
@@ -68,16 +95,8 @@ def run_search(
     data, decoding options...); resuming refuses a log whose config differs in
     anything but ``budget``/``time_budget_s``.
     """
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise SearchError(f"the search budget must be a positive number of evaluations, got {budget!r}")
-    if strategy not in STRATEGIES:
-        raise SearchError(f"unknown search strategy '{strategy}' (choose from {', '.join(STRATEGIES)})")
-    if time_budget_s is not None and not time_budget_s > 0:
-        raise SearchError(f"the time budget must be positive, got {time_budget_s!r} s")
-    n_init = default_n_init(space) if n_init is None else n_init
-    if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 0:
-        raise SearchError(f"the initial design size must be a non-negative integer, got {n_init!r}")
-
+    budget, seed, strategy = settings.budget, settings.seed, settings.strategy
+    n_init = default_n_init(space) if settings.n_init is None else settings.n_init
     search = {
         "seed": seed,
         "strategy": strategy,
@@ -88,7 +107,7 @@ def run_search(
     }
     started = time.perf_counter()
     with TrialLog.open(log_path, config, search, space.num_timesteps, resume) as log:
-        run = _SearchSession(objective, space, log, budget, seed, strategy, n_init, time_budget_s, started)
+        run = _SearchSession(objective, space, log, budget, seed, strategy, n_init, settings.time_budget_s, started)
         with tqdm(
             total=budget,
             initial=min(len(log.trials), budget),

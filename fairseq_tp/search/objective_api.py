@@ -1,7 +1,7 @@
 """What the search needs from the thing it optimises."""
 from typing import List, Protocol, Sequence
 
-from ..schedule import Schedule
+from ..schedules import Schedule
 
 
 class Objective(Protocol):

@@ -32,7 +32,7 @@ with warnings.catch_warnings():
     from linear_operator.utils.errors import NanError, NotPSDError
     from linear_operator.utils.warnings import NumericalWarning
 
-from ..schedule import Schedule
+from ..schedules import Schedule
 from .space import DTYPE, ScheduleSpace, SearchError
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
 """Plot a search: BLEU per trial, and where each trial put its steps (cf. the paper's Fig. 4)."""
 import os
-import tempfile
 from typing import Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..files import atomic_file
 from .space import ScheduleSpace
 from .trial_log import SOURCES, Trial
 
@@ -53,13 +53,5 @@ def plot_trials(trials: Sequence[Trial], space: ScheduleSpace, path: str) -> Non
 
 def _save_atomically(figure: Figure, path: str) -> None:
     extension = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + extension, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            figure.savefig(f, format=extension, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(path) as f:
+        figure.savefig(f, format=extension, dpi=120)

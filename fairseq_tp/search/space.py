@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, List, Sequence, Set, Tuple
 
 import torch
 
-from ..schedule import Schedule, ScheduleError
+from ..schedules import Schedule, ScheduleError, strictly_decreasing
 
 # (indices, coefficients, rhs) meaning sum(coefficients * x[indices]) >= rhs
 LinearConstraint = Tuple[torch.Tensor, torch.Tensor, float]
@@ -92,7 +92,7 @@ class ScheduleSpace:
         if not torch.isfinite(values).all():
             raise ScheduleError(f"cannot turn non-finite point {values.tolist()} into a schedule")
         rounded = torch.floor(values + 0.5).clamp(0, self.upper).long().tolist()
-        return self._wrap(self._repair(rounded))
+        return self._wrap(strictly_decreasing(sorted(rounded, reverse=True), self.upper))
 
     def to_tensor(self, schedule: Schedule) -> torch.Tensor:
         """The free timesteps of ``schedule`` as a float64 point."""
@@ -122,15 +122,6 @@ class ScheduleSpace:
     def _wrap(self, free: Sequence[int]) -> Schedule:
         head = () if self.free_first_step else (self.num_timesteps - 1,)
         return Schedule(head + tuple(free), self.num_timesteps)
-
-    def _repair(self, values: List[int]) -> List[int]:
-        """Sort descending, then push ties down, keeping room for the steps below."""
-        values = sorted(values, reverse=True)
-        d, out = len(values), []
-        for i, v in enumerate(values):
-            v = min(v, self.upper) if i == 0 else min(v, out[-1] - 1)
-            out.append(max(v, d - 1 - i))  # never below what the remaining steps need
-        return out
 
     # -- sampling ------------------------------------------------------------
     def random_schedule(self, generator: torch.Generator) -> Schedule:

@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from ..schedule import Schedule, ScheduleError, atomic_write_text
+from ..files import atomic_write_text
+from ..schedules import Schedule, ScheduleError
 from .space import SearchError
 
 SOURCES = ("baseline", "initial", "botorch", "random")

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from fairseq import utils
 
+from ..diffusion import RandomSource
+from ..fairseq_glue.generator import DiffusionGenerator, Encoded
+from ..schedules import Schedule
+from ..search import derive_seed
 from .bleu import Translation
-from .diffusion import RandomSource
-from .generator import DiffusionGenerator, Encoded
-from .schedule import Schedule
-from .search.optimiser import derive_seed
 
 
 def draw_shots(subset_size: int, shots: Optional[int], seed: int) -> List[int]:
@@ -43,11 +43,9 @@ class FewShotBleu:
     """Implements :class:`fairseq_tp.search.Objective` for a fairseq diffusion model."""
 
     def __init__(self, model, generator: DiffusionGenerator, dataset, sentence_ids: Sequence[int], bleu, *,
-                 seed: int, max_tokens: Optional[int], batch_size: Optional[int], schedules_per_batch: int = 8,
+                 seed: int, max_tokens: Optional[int], batch_size: Optional[int], schedules_per_batch: int,
                  post_process: Optional[str] = None, decode_fn: Callable[[str], str] = lambda x: x,
                  use_cuda: bool = False):
-        if schedules_per_batch < 1:
-            raise ValueError(f"--schedules-per-batch must be at least 1, got {schedules_per_batch}")
         self.model, self.generator, self.dataset, self.bleu = model, generator, dataset, bleu
         self.sentence_ids = list(sentence_ids)
         self.seed, self.schedules_per_batch = seed, schedules_per_batch

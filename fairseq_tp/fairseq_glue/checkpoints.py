@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from fairseq import checkpoint_utils
 
-from .errors import UsageError
+from ..errors import UsageError
 
 _numpy_core = np._core if hasattr(np, "_core") else np.core
 SAFE_GLOBALS = [

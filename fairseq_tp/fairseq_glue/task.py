@@ -4,25 +4,23 @@
 Option names match the public RDM plugin so its checkpoints and command lines
 work unchanged; ``--tp-schedule`` picks the decoder's timesteps.
 """
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
-
-import torch
 
 from fairseq.data import LanguagePairDataset
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask, load_langpair_dataset
 from fairseq import utils
 
-import fairseq_tp.criterions  # noqa: F401  (registers diffusion_loss)
-from fairseq_tp.compat import allow_fairseq_checkpoints, install_ema_loading
-from fairseq_tp.diffusion import CONTINUOUS_SAMPLERS, DIFFUSION_TYPES, DecodingOptions, ReparamStrategy
-from fairseq_tp.diffusion.decoding import RATE_SOURCES, check_continuous_options
-from fairseq_tp.errors import UsageError
-from fairseq_tp.generator import DiffusionGenerator
-from fairseq_tp.schedule import Schedule, ScheduleError, ScheduleSpec
+from ..diffusion import CONTINUOUS_SAMPLERS, DIFFUSION_TYPES, DecodingOptions, ReparamStrategy
+from ..diffusion.decoding import RATE_SOURCES, check_continuous_options
+from ..errors import UsageError
+from ..schedules import Schedule, ScheduleError, ScheduleSpec, decoding_differences, decoding_record
+from . import criterion  # noqa: F401  (registers diffusion_loss, which the task's users name)
+from .checkpoints import allow_fairseq_checkpoints, install_ema_loading
+from .denormals import flushed_denormals
+from .generator import DiffusionGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -172,48 +170,10 @@ class DiffusionTranslationTask(TranslationTask):
         return DiffusionGenerator(self.target_dictionary, schedule, options, beam_size, retain_history)
 
 
-# Recorded only when they differ from these, so records of discrete decoding stay as they were.
-OPTIONAL_PROVENANCE = {"continuous_sampler": "ddim", "ddim_eta": 0.0, "clamp_to_embeddings": False,
-                       "mbr_samples": 1}
-
-
-@contextlib.contextmanager
-def flushed_denormals():
-    """Subnormal floats read as zero inside, the caller's setting restored after.
-
-    Softmax gradients over a large vocabulary hold subnormal floats, on which CPU matrix products run
-    several times slower (continuous training on the Ding data, three trainings sharing 2 cores:
-    0.11 -> 0.54 updates/s); flushing loses only magnitudes below 1.2e-38.
-    """
-    was_flushing = denormals_flushed()
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(was_flushing)
-
-
-def denormals_flushed() -> bool:
-    return torch.tensor(1e-39).mul(1.0).item() == 0.0
-
-
-def decoding_provenance(options: DecodingOptions, beam: int, ema: bool) -> dict:
-    """The decoding options a searched schedule is tied to (recorded in its file)."""
-    record = {"strategy": options.strategy, "argmax": options.argmax, "temperature": options.temperature,
-              "length_beam": beam, "ema": bool(ema), "denoising_rate": options.rate_from}
-    for key, default in OPTIONAL_PROVENANCE.items():
-        if getattr(options, key) != default:
-            record[key] = getattr(options, key)
-    return record
-
-
 def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam: int, ema: bool) -> None:
     recorded = spec.extra.get("decoding")
     if not isinstance(recorded, dict):
         return
-    current = decoding_provenance(options, beam, ema)
-    recorded = {**OPTIONAL_PROVENANCE, **recorded}
-    current = {**OPTIONAL_PROVENANCE, **current}
-    differing = [f"{k} {recorded[k]!r} -> {v!r}" for k, v in current.items() if k in recorded and recorded[k] != v]
+    differing = decoding_differences(recorded, decoding_record(options, beam, ema))
     if differing:
         logger.warning(f"schedule {spec.text} was searched with other decoding options: {'; '.join(differing)}")

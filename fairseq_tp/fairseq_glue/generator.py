@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .diffusion import DecodingOptions, RandomSource
-from .schedule import Schedule
+from ..diffusion import DecodingOptions, RandomSource
+from ..schedules import Schedule
 
 
 @dataclass

@@ -22,13 +22,11 @@ Named spacings (``N`` passes, ``T`` steps):
 Rounded named spacings are made strictly decreasing by pulling each step
 below its predecessor (and above the room the remaining steps need).
 """
-import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 SPACINGS = ("uniform", "cosine", "quadratic")
 _LIST_RE = re.compile(r"^[\s\d,+-]+$")
@@ -99,7 +97,7 @@ class Schedule:
             raw = [math.ceil(T * math.cos(math.pi / 2 * i / N)) - 1 for i in range(N)]
         else:
             raw = [math.ceil(T * (1 - i / N) ** 2) - 1 for i in range(N)]
-        return cls(_make_strict(raw, T), T)
+        return cls(tuple(strictly_decreasing(raw, T - 1)), T)
 
     @classmethod
     def uniform(cls, steps: int, num_timesteps: int) -> "Schedule":
@@ -118,12 +116,14 @@ def _check_steps(text: str, steps: int, num_timesteps: int) -> None:
         )
 
 
-def _make_strict(raw: Sequence[int], T: int) -> Tuple[int, ...]:
-    out, N = [], len(raw)
-    for i, t in enumerate(raw):
-        t = min(t, T - 1) if i == 0 else min(t, out[-1] - 1)
-        out.append(max(t, N - 1 - i))
-    return tuple(out)
+def strictly_decreasing(values: Sequence[int], upper: int) -> List[int]:
+    """The nearest strictly decreasing sequence in ``[0, upper]``: each value pulled below its
+    predecessor, and never below the room the values after it need (the last may be 0)."""
+    out, n = [], len(values)
+    for i, v in enumerate(values):
+        v = min(v, upper) if i == 0 else min(v, out[-1] - 1)
+        out.append(max(v, n - 1 - i))
+    return out
 
 
 @dataclass(frozen=True)
@@ -168,26 +168,10 @@ class ScheduleSpec:
 
     @classmethod
     def _from_file(cls, path: str) -> "ScheduleSpec":
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except OSError as e:
-            raise ScheduleError(f"cannot read schedule file {path}: {e.strerror or e}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ScheduleError(f"schedule file {path} is not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise ScheduleError(f"schedule file {path} must hold a JSON object")
-        steps, T = data.get("timesteps"), data.get("num_timesteps")
-        if not isinstance(steps, list):
-            raise ScheduleError(f"schedule file {path} has no 'timesteps' list")
-        if isinstance(T, bool) or not isinstance(T, int):
-            raise ScheduleError(f"schedule file {path} has no integer 'num_timesteps'")
-        try:
-            Schedule(tuple(steps), T)  # validate now, before any model is loaded
-        except ScheduleError as e:
-            raise ScheduleError(f"schedule file {path}: {e}") from None
-        extra = {k: v for k, v in data.items() if k not in ("timesteps", "num_timesteps")}
-        return cls(path, timesteps=tuple(steps), file_num_timesteps=T, extra=extra)
+        from .file import read_schedule_file
+
+        timesteps, T, extra = read_schedule_file(path)
+        return cls(path, timesteps=timesteps, file_num_timesteps=T, extra=extra)
 
     @property
     def is_file(self) -> bool:
@@ -215,22 +199,3 @@ def _parse_int_list(text: str) -> Tuple[int, ...]:
         except ValueError:
             raise ScheduleError(f"schedule entry '{item}' is not an integer") from None
     return tuple(values)
-
-
-def write_schedule_file(path: str, schedule: Schedule, **provenance: Any) -> None:
-    """Write ``schedule`` as JSON atomically (temporary file, then rename)."""
-    payload = {**schedule.to_dict(), "steps": schedule.steps, **provenance}
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -7,7 +7,7 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from fairseq_tp.errors import UsageError
+from ..errors import UsageError
 
 
 @dataclass

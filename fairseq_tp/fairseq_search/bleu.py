@@ -67,8 +67,5 @@ class TokenizedBleu:
 
 
 def build_bleu(kind: str):
-    if kind == "sacrebleu":
-        return SacreBleu()
-    if kind == "tokenized":
-        return TokenizedBleu()
-    raise ValueError(f"unknown BLEU '{kind}' (choose from {', '.join(BLEU_KINDS)})")
+    """The scorer named by ``--bleu`` (already checked against BLEU_KINDS by the search config)."""
+    return SacreBleu() if kind == "sacrebleu" else TokenizedBleu()

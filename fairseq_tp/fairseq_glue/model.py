@@ -21,8 +21,8 @@ from fairseq.models.nat import FairseqNATModel
 from fairseq.models.transformer import Embedding, TransformerDecoderBase, TransformerEncoderBase
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
-from fairseq_tp.diffusion import X0Prediction, build_diffusion
-from fairseq_tp.errors import UsageError
+from ..diffusion import X0Prediction, build_diffusion
+from ..errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class TimestepEmbedding(nn.Module):
     def __init__(self, dim: int, num_steps: int, kind: str = "sinusoidal"):
         super().__init__()
         if kind not in ("none", "learnable", "sinusoidal"):
-            raise ValueError(f"unknown --timestep-emb-type '{kind}' (choose from none, learnable, sinusoidal)")
+            raise UsageError(f"unknown --timestep-emb-type '{kind}' (choose from none, learnable, sinusoidal)")
         self.dim, self.kind = dim, kind
         if kind == "none":
             self.register_buffer("zero_emb", torch.zeros(1, 1, 1))
@@ -166,7 +166,7 @@ class DiffusionTransformerModel(FairseqNATModel):
         super().__init__(args, encoder, decoder)
         for option, what in UNSUPPORTED.items():
             if getattr(self.args, option, False):
-                raise ValueError(f"this checkpoint uses {what}, which fairseq_tp does not support")
+                raise UsageError(f"this checkpoint uses {what}, which fairseq_tp does not support")
         if getattr(self.args, "scale_attn_masking", False):
             logger.warning("--scale-attn-masking is ignored (RDM's decoding never applies it either)")
         tgt = self.tgt_dict

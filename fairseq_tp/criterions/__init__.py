@@ -1,2 +1,0 @@
-"""Criteria (fairseq glue)."""
-from . import diffusion_loss  # noqa: F401

@@ -1,0 +1,126 @@
+"""``fairseq-tp-search``: fairseq-generate's options plus the search's own (:class:`SearchConfig`).
+
+    fairseq-tp-search data-bin/x --path ckpt.pt --steps 4 --shots 20 --budget 40 --output schedule.json
+    fairseq-generate data-bin/x --user-dir fairseq_tp --task diffusion_translation --path ckpt.pt \\
+        --tp-schedule schedule.json
+"""
+import logging
+import os
+import statistics
+import sys
+from contextlib import contextmanager
+from typing import List, Optional, Tuple
+
+from ..errors import PREFIX, UsageError
+
+PROG = "fairseq-tp-search"
+
+
+@contextmanager
+def _argv(args: List[str]):
+    # fairseq's parser builders read sys.argv for --user-dir behind our back.
+    saved = sys.argv
+    sys.argv = [PROG] + args
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _user_dir_candidates(value: str) -> List[str]:
+    """Where fairseq's import_user_module looks for ``--user-dir value``, in its order."""
+    import fairseq
+    fairseq_dir = os.path.dirname(fairseq.__file__)
+    return [os.path.abspath(value), os.path.join(fairseq_dir, value), os.path.join(fairseq_dir, "..", value)]
+
+
+def without_our_user_dir(argv: List[str]) -> List[str]:
+    """This command registers the running fairseq_tp itself.  A ``--user-dir`` that resolves to it is
+    dropped; one that resolves to another directory would be ignored by fairseq (a package is imported
+    once), so it is an error naming both."""
+    import fairseq_tp
+    ours = os.path.realpath(os.path.dirname(fairseq_tp.__file__))
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--user-dir" and i + 1 < len(argv):
+            value, step = argv[i + 1], 2
+        elif arg.startswith("--user-dir="):
+            value, step = arg.split("=", 1)[1], 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        found = next((os.path.realpath(p) for p in _user_dir_candidates(value) if os.path.isdir(p)), None)
+        if found is None and os.path.basename(os.path.normpath(value)) != "fairseq_tp":
+            raise UsageError(f"--user-dir {value}: no such directory")
+        if found is not None and found != ours:
+            raise UsageError(f"--user-dir {value} is {found}, but {PROG} runs the fairseq_tp in {ours}; "
+                             f"run the {PROG} installed from {found}, or leave --user-dir out")
+        i += step
+    return out
+
+
+def parse(argv: List[str]) -> Tuple[object, object]:
+    """(fairseq generation config, SearchConfig) from a command line; nothing is checked against data yet."""
+    import fairseq_tp
+    fairseq_tp.register()
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf, gen_parser_from_dataclass
+
+    from .config import SearchConfig, required_options
+
+    argv = without_our_user_dir(argv)
+    with _argv(argv):
+        parser = options.get_generation_parser(default_task="diffusion_translation")
+        parser.prog = PROG
+        parser.description = "Search a diffusion checkpoint's N-step decoding schedule against few-shot BLEU."
+        group = parser.add_argument_group("schedule search")
+        gen_parser_from_dataclass(group, SearchConfig())
+        for action in group._group_actions:
+            if set(action.option_strings) & set(required_options()):
+                action.required = True
+        parser.set_defaults(gen_subset="valid")
+        args = options.parse_args_and_arch(parser, input_args=argv)
+    if args.task != "diffusion_translation":
+        parser.error(f"--task must be diffusion_translation, got '{args.task}'")
+    return convert_namespace_to_omegaconf(args), SearchConfig.from_namespace(args)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
+                        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr)
+    try:
+        cfg, search = parse(sys.argv[1:] if argv is None else list(argv))
+        from .tune import tune
+        report = tune(cfg, search)
+    except UsageError as e:
+        raise SystemExit(f"{PROG}: error: {e.message}") from None
+    print("\n".join(summary_lines(report)))
+
+
+def summary_lines(report) -> List[str]:
+    """The lines the command prints for a finished search (a SearchReport)."""
+    result = report.result
+    proposals = result.proposal_optimiser_s
+    median = f", median {statistics.median(proposals):.2f} s per proposal" if proposals else ""
+    shots = report.record["shots"]
+    lines = [
+        f"{result.evaluations} schedules evaluated ({report.record['strategy']}, stopped by {result.stopped_by}) "
+        f"on {len(report.record['shot_ids'])} sentences of '{report.record['subset']}' (shots: {shots}) "
+        f"in {result.elapsed_s:.1f} s this run; all trials: decoding + BLEU {result.model_s:.1f} s, "
+        f"optimiser {result.optimiser_s:.1f} s{median}",
+        f"uniform  {str(result.baseline_schedule):>24}  BLEU {result.baseline_bleu:6.2f}",
+        f"searched {str(result.best_schedule):>24}  BLEU {result.best_bleu:6.2f}  ({result.improvement:+.2f})",
+    ]
+    if report.evaluation:
+        subset = report.record["eval"]["subset"]
+        for name, row in report.evaluation.items():
+            lines.append(f"{subset}: {name:8} {','.join(map(str, row['timesteps'])):>24}  BLEU {row['bleu']:6.2f}  "
+                         f"{row['sents_per_s']:.1f} sentences/s")
+    lines.append(f"wrote {report.output} (trial log {report.log})")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Decoding speed and BLEU of whole schedules on a subset, as fairseq-generate would decode them."""
+import statistics
+from typing import Dict
+
+from ..schedules import Schedule
+from .objective import FewShotBleu
+
+
+def time_schedules(objective: FewShotBleu, schedules: Dict[str, Schedule], repeats: int = 3):
+    """BLEU and median sentences/s of each schedule on the objective's sentences, decoding from
+    scratch one schedule at a time; repeats interleave the schedules so drift hits them alike."""
+    objective.translate([min(schedules.values(), key=lambda s: s.steps)])  # warm-up: no row pays first-call costs
+    runs = {name: [] for name in schedules}
+    for _ in range(repeats):
+        for name, schedule in schedules.items():
+            runs[name].append(objective.timed(schedule))
+    return {name: {"timesteps": list(schedules[name].timesteps), "bleu": r[0][0],
+                   "sents_per_s": statistics.median(speed for _, speed in r)} for name, r in runs.items()}

@@ -1,0 +1,107 @@
+"""Search a checkpoint's N-step schedule against few-shot BLEU: the orchestration behind
+``fairseq-tp-search`` (load, draw the shots, search, write the schedule file, evaluate).
+
+``tune(cfg, search)`` takes fairseq's generation config (data, --path, --gen-subset, batching,
+decoding options) and a :class:`SearchConfig`; it checks every option it can before loading
+anything and the rest (subsets, N against T) right after loading, before any decoding.
+"""
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+from ..errors import UsageError
+from ..schedules import ScheduleError, decoding_record, write_schedule_file
+from ..search import ScheduleSpace, SearchError, SearchResult, plot_trials, run_search
+from .bleu import build_bleu
+from .config import SearchConfig
+from .loading import load_for_decoding, sha256_of
+from .objective import draw_shots
+from . import timing
+
+logger = logging.getLogger("fairseq_tp.search")
+
+
+@dataclass
+class SearchReport:
+    result: SearchResult
+    output: str
+    log: str
+    record: Dict[str, Any]  # what was written to the schedule file
+    evaluation: Dict[str, Dict[str, float]] = field(default_factory=dict)  # --eval-subset rows
+
+
+def tune(cfg, search: SearchConfig) -> SearchReport:
+    seed = int(cfg.common.seed)
+    settings = search.check(seed)
+    loaded = load_for_decoding(cfg)
+    T = loaded.model.diffusion.num_timesteps
+    try:
+        space = ScheduleSpace(T, search.steps, search.free_first_step)
+    except ScheduleError as e:
+        raise UsageError(f"--steps: {e}") from None
+    subset = cfg.dataset.gen_subset
+    dataset = loaded.subset(subset, "--gen-subset")
+    eval_dataset = loaded.subset(search.eval_subset, "--eval-subset") if search.eval_subset else None
+    shots = search.shot_count
+    if shots is not None and shots > len(dataset):
+        raise UsageError(f"--shots {shots} is more than the {len(dataset)} sentences in subset '{subset}'")
+    shot_ids = draw_shots(len(dataset), shots, seed)
+    bleu = build_bleu(search.bleu)
+    objective = loaded.objective(dataset, shot_ids, bleu, seed=seed, schedules_per_batch=search.schedules_per_batch)
+
+    checkpoint_hash = sha256_of(cfg.common_eval.path)
+    generator = loaded.generator
+    decoding = decoding_record(generator.options, generator.beam_size, loaded.task.cfg.load_ema_weights)
+    shots_text = "all" if shots is None else shots
+    config = {  # the trial log's header: a resumed search must match it (budgets aside)
+        "checkpoint_sha256": checkpoint_hash,
+        "subset": subset,
+        "subset_size": len(dataset),
+        "shots": shots_text,
+        "shot_ids": shot_ids,
+        "decoding": decoding,
+        "scorer": bleu.signature,
+        "batching": {"max_tokens": cfg.dataset.max_tokens, "batch_size": cfg.dataset.batch_size},
+        "budget": settings.budget,
+        "time_budget_s": settings.time_budget_s,
+    }
+    logger.info(f"searching {search.steps} steps of T = {T} on {len(shot_ids)} sentences of '{subset}' "
+                f"({settings.strategy}, budget {settings.budget} evaluations, {bleu.signature})")
+    try:
+        result = run_search(objective, space, settings, log_path=search.log_path, config=config,
+                            resume=search.resume, progress=not cfg.common.no_progress_bar)
+    except SearchError as e:
+        raise UsageError(str(e)) from None
+
+    record = {
+        "bleu": result.best_bleu,
+        "uniform_bleu": result.baseline_bleu,
+        "uniform_timesteps": list(result.baseline_schedule.timesteps),
+        "shots": shots_text,
+        "shot_ids": shot_ids,
+        "subset": subset,
+        "seed": seed,
+        "strategy": settings.strategy,
+        "evaluations": result.evaluations,
+        "scorer": bleu.signature,
+        "checkpoint": os.path.abspath(cfg.common_eval.path),
+        "checkpoint_sha256": checkpoint_hash,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "model_s": round(result.model_s, 3),
+        "optimiser_s": round(result.optimiser_s, 3),
+        "decoding": decoding,
+    }
+    # Written as soon as the search ends, so nothing after it can lose the result.
+    write_schedule_file(search.output, result.best_schedule, **record)
+    report = SearchReport(result, search.output, search.log_path, record)
+    if eval_dataset is not None:
+        eval_objective = loaded.objective(eval_dataset, range(len(eval_dataset)), bleu, seed=seed,
+                                          schedules_per_batch=search.schedules_per_batch)
+        report.evaluation = timing.time_schedules(
+            eval_objective, {"uniform": result.baseline_schedule, "searched": result.best_schedule})
+        record["eval"] = {"subset": search.eval_subset, **report.evaluation}
+        write_schedule_file(search.output, result.best_schedule, **record)
+    if search.plot:
+        plot_trials(result.trials, space, search.plot)
+    return report

@@ -1,0 +1,61 @@
+"""The schedule file: what ``fairseq-tp-search`` writes and ``--tp-schedule FILE`` reads.
+
+``{"timesteps": [...], "num_timesteps": T, "steps": N, "decoding": {...}, ...}``: the schedule,
+the decoding options it was searched under (:func:`decoding_record`; fairseq-generate warns when
+its own differ), and the search's provenance (BLEU, shots, checkpoint hash...), which readers ignore.
+"""
+import json
+from typing import Any, Dict, List, Tuple
+
+from ..files import atomic_write_text
+from .value import Schedule, ScheduleError
+
+# Recorded only when they differ from these, so records of discrete decoding stay as they were.
+OPTIONAL_DECODING_KEYS = {"continuous_sampler": "ddim", "ddim_eta": 0.0, "clamp_to_embeddings": False,
+                          "mbr_samples": 1}
+
+
+def decoding_record(options, length_beam: int, ema: bool) -> Dict[str, Any]:
+    """The decoding options (a ``DecodingOptions``, the length beam, EMA) a schedule is tied to."""
+    record = {"strategy": options.strategy, "argmax": options.argmax, "temperature": options.temperature,
+              "length_beam": length_beam, "ema": bool(ema), "denoising_rate": options.rate_from}
+    for key, default in OPTIONAL_DECODING_KEYS.items():
+        if getattr(options, key) != default:
+            record[key] = getattr(options, key)
+    return record
+
+
+def decoding_differences(recorded: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+    """``"key old -> new"`` for each recorded decoding option the current ones change."""
+    recorded = {**OPTIONAL_DECODING_KEYS, **recorded}
+    current = {**OPTIONAL_DECODING_KEYS, **current}
+    return [f"{k} {recorded[k]!r} -> {v!r}" for k, v in current.items() if k in recorded and recorded[k] != v]
+
+
+def write_schedule_file(path: str, schedule: Schedule, **provenance: Any) -> None:
+    """Write ``schedule`` and its provenance as JSON, atomically."""
+    payload = {**schedule.to_dict(), "steps": schedule.steps, **provenance}
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def read_schedule_file(path: str) -> Tuple[Tuple[int, ...], int, Dict[str, Any]]:
+    """(timesteps, T, the other keys) of a schedule file, validated; ScheduleError otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ScheduleError(f"cannot read schedule file {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ScheduleError(f"schedule file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ScheduleError(f"schedule file {path} must hold a JSON object")
+    steps, T = data.get("timesteps"), data.get("num_timesteps")
+    if not isinstance(steps, list):
+        raise ScheduleError(f"schedule file {path} has no 'timesteps' list")
+    if isinstance(T, bool) or not isinstance(T, int):
+        raise ScheduleError(f"schedule file {path} has no integer 'num_timesteps'")
+    try:
+        Schedule(tuple(steps), T)  # validate now, before any model is loaded
+    except ScheduleError as e:
+        raise ScheduleError(f"schedule file {path}: {e}") from None
+    return tuple(steps), T, {k: v for k, v in data.items() if k not in ("timesteps", "num_timesteps")}

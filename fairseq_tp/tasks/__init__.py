@@ -1,2 +1,0 @@
-"""Tasks (fairseq glue); fairseq's --user-dir import also walks this folder."""
-from . import diffusion_translation  # noqa: F401
