@@ -22,6 +22,7 @@ setup(
         "matplotlib",
         "numpy",
     ],
-    extras_require={"test": ["pytest"], "examples": ["subword-nmt"]},
+    # paper: the Temporal Pruning paper's own search (--strategy paper), a baseline
+    extras_require={"test": ["pytest"], "examples": ["subword-nmt"], "paper": ["scikit-optimize>=0.10"]},
     entry_points={"console_scripts": ["fairseq-tp-search = fairseq_tp.fairseq_search.cli:main"]},
 )

@@ -14,5 +14,5 @@ python -c "import torch" 2>/dev/null || pip install "torch==${FAIRSEQ_TP_TORCH:-
 # isolation), otherwise pip would fetch another torch into the isolated build env.
 pip install "setuptools<81" wheel cython numpy
 python -c "import fairseq" 2>/dev/null || pip install --no-build-isolation "fairseq-fixed==0.12.3.1; python_version >= '3.11'" "fairseq==0.12.2; python_version < '3.11'"
-pip install --no-build-isolation -e ".[test,examples]"
+pip install --no-build-isolation -e ".[test,examples,paper]"
 python -c "import torch, fairseq, botorch, fairseq_tp; print('env ready:', '$venv', 'torch', torch.__version__, 'fairseq', fairseq.__version__, 'botorch', botorch.__version__)" 2>&1 | grep -v tensorboardX

@@ -301,3 +301,63 @@ def test_killed_command_resumes_to_the_uninterrupted_result(toy_data, checkpoint
                            for x in (tmp_path / name).read_text().splitlines()[1:]]
     assert trials("killed.trials.jsonl") == trials("whole.trials.jsonl")
     assert (resumed["timesteps"], resumed["bleu"]) == (whole["timesteps"], whole["bleu"])
+
+
+def test_replicates_share_noise_across_schedules_and_differ_between_draws(toy_data, checkpoints):
+    import torch
+    from fairseq_tp.fairseq_search.bleu import SacreBleu
+    from fairseq_tp.fairseq_search.cli import parse
+    from fairseq_tp.fairseq_search.loading import load_for_decoding
+    from fairseq_tp.schedules import Schedule
+    cfg, _ = parse([str(toy_data / "bin"), "--path", str(checkpoints["absorbing"]), "--steps", "3", "--cpu",
+                    "--batch-size", "8"])  # default strategy: where to unmask is random
+    loaded = load_for_decoding(cfg)
+    valid = loaded.subset("valid", "--gen-subset")
+    objective = loaded.objective(valid, range(len(valid)), SacreBleu(), seed=3, schedules_per_batch=3, replicates=3)
+    first_draws = [torch_rand(g) for g in objective._noise(0, [0, 1, 0, 2]).generators]
+    assert torch.equal(first_draws[0], first_draws[2])  # the same draw for every schedule...
+    assert not torch.equal(first_draws[0], first_draws[1]) and not torch.equal(first_draws[1], first_draws[3])
+    a, b = Schedule((49, 30, 10), 50), Schedule((49, 20, 5), 50)
+    runs = [(a, 0), (b, 0), (a, 1), (b, 1), (a, 2)]
+    together = objective._translate_runs(runs)  # chunks of 3: the pairs share batches with different others
+    alone = [objective._translate_runs([run])[0] for run in runs]
+    text = lambda translations: [t.hypothesis for t in translations]  # noqa: E731
+    assert [text(t) for t in together] == [text(t) for t in alone]
+    assert text(alone[0]) != text(alone[2])  # ...and draws differ from each other
+    scores = objective.evaluate([a, b])
+    assert scores == [[SacreBleu().score(alone[0]), SacreBleu().score(alone[2]), SacreBleu().score(alone[4])],
+                      [SacreBleu().score(alone[1]), SacreBleu().score(alone[3]),
+                       SacreBleu().score(objective._translate_runs([(b, 2)])[0])]]
+
+
+def torch_rand(generator):
+    import torch
+    return torch.rand(5, generator=generator)  # what the generator's first draw will be
+
+
+@pytest.mark.parametrize("flags, replicates, why", [
+    (DETERMINISTIC, 1, "default: decoding is deterministic"),
+    ([], 4, "default: decoding draws random numbers, so each schedule is scored over 4 noise draws"),
+    (["--replicates", "2"], 2, "given by --replicates"),
+])
+def test_replicates_default_by_determinism_and_are_logged(flags, replicates, why, toy_data, checkpoints, tmp_path):
+    record = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--steps", "3", "--shots", "6",
+                    "--budget", "4", *flags)
+    assert (record["replicates"], record["replicates_why"]) == (replicates, why)
+    trials = [json.loads(line) for line in (tmp_path / "schedule.trials.jsonl").read_text().splitlines()[1:]]
+    for trial in trials:
+        if replicates == 1:
+            assert "replicates" not in trial
+        else:
+            assert len(trial["replicates"]) == replicates
+            assert trial["bleu"] == pytest.approx(sum(trial["replicates"]) / replicates, abs=1e-12)
+
+
+def test_shot_seed_draws_the_shots_and_seed_the_noise(toy_data, checkpoints, tmp_path):
+    base = ("--steps", "3", "--shots", "6", "--budget", "2", "--replicates", "1")
+    one = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, *base, "--seed", "1", name="a.json")
+    other_noise = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, *base, "--seed", "2",
+                         "--shot-seed", "1", name="b.json")
+    other_shots = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, *base, "--seed", "2", name="c.json")
+    assert one["shot_ids"] == other_noise["shot_ids"] != other_shots["shot_ids"]
+    assert one["uniform_bleu"] != other_noise["uniform_bleu"]  # the same sentences, other noise

@@ -174,7 +174,7 @@ def test_objective_must_return_finite_scores(tmp_path):
 
 @pytest.mark.parametrize("settings, message", [
     (dict(budget=0), "--budget must be a positive number of evaluations, got 0"),
-    (dict(strategy="annealing"), "--strategy must be one of botorch, random, got 'annealing'"),
+    (dict(strategy="annealing"), "--strategy must be one of botorch, random, paper, got 'annealing'"),
     (dict(n_init=-1), "--n-init must be a non-negative integer, got -1"),
     (dict(time_budget_s=0), "--time-budget must be a positive number of seconds, got 0"),
 ])
@@ -212,14 +212,14 @@ def test_proposals_depend_only_on_seed_index_and_history():
     history = [(s, bump(s)) for s in [space.baseline()] + space.initial_design(6, 0)]
     for proposer in (BoTorchProposer(space, seed=5), RandomProposer(space, seed=5)):
         torch.manual_seed(1)
-        first = proposer.propose(history, len(history))
+        first = proposer.propose(history, len(history), 1)
         state = torch.random.get_rng_state()
         torch.manual_seed(2)  # the global RNG's state must not matter...
-        assert proposer.propose(history, len(history)) == first
+        assert proposer.propose(history, len(history), 1) == first
         torch.manual_seed(1)
-        proposer.propose(history, len(history))
+        proposer.propose(history, len(history), 1)
         assert torch.equal(torch.random.get_rng_state(), state)  # ...nor be disturbed
-        assert first not in dict(history)
+        assert first[0] not in dict(history)
     assert derive_seed(5, 7) != derive_seed(5, 8) != derive_seed(6, 7)
 
 
@@ -227,8 +227,53 @@ def test_botorch_falls_back_to_an_unseen_schedule_when_all_candidates_are_known(
     space = ScheduleSpace(5, 3)  # six schedules
     known = list(space.enumerate())[:5]
     history = [(s, bump(s, Schedule((4, 2, 0), 5), width=1.0)) for s in known]
-    proposal = BoTorchProposer(space, seed=0).propose(history, 5)
-    assert proposal == list(space.enumerate())[5]
+    proposal = BoTorchProposer(space, seed=0).propose(history, 5, 1)
+    assert proposal == [list(space.enumerate())[5]]
+
+
+@pytest.mark.parametrize("make", [BoTorchProposer, RandomProposer])
+def test_a_batch_is_valid_distinct_unseen_and_its_prefix_does_not_depend_on_its_size(make):
+    space = ScheduleSpace(T, N)
+    history = [(s, bump(s)) for s in [space.baseline()] + space.initial_design(6, 0)]
+    proposer = make(space, seed=3)
+    batch = proposer.propose(history, len(history), 8)
+    assert len(batch) == len(set(batch)) == 8
+    assert all(space.contains(s) and s not in dict(history) for s in batch)
+    assert proposer.propose(history, len(history), 3) == batch[:3]
+
+
+def test_a_log_cut_in_the_middle_of_a_batch_resumes_to_the_uninterrupted_search(tmp_path):
+    whole, _ = search(tmp_path, "whole.jsonl", budget=23, seed=2, batch=4)
+    lines = (tmp_path / "whole.jsonl").read_text().splitlines(keepends=True)
+    # baseline + 6 initial, then batches of 4 from index 7: keep 2 of the batch starting at 11
+    (tmp_path / "cut.jsonl").write_text("".join(lines[:1 + 13]))
+    objective = CountingObjective()
+    resumed, _ = search(tmp_path, "cut.jsonl", budget=23, seed=2, batch=4, resume=True, objective=objective)
+    assert sequence(resumed) == sequence(whole)
+    assert [len(call) for call in objective.calls] == [2, 4, 4]  # the rest of the cut batch, then whole ones
+    sources = [t.source for t in whole.trials]
+    assert sources == ["baseline"] + ["initial"] * 6 + ["botorch"] * 16
+
+
+def test_exact_acquisition_picks_the_enumerated_argmax_and_the_relaxation_lands_near_it():
+    space = ScheduleSpace(12, 3)  # 55 schedules
+    target = Schedule((11, 7, 2), 12)
+    history = [(s, bump(s, target, width=3.0)) for s in [space.baseline()] + space.initial_design(6, 1)]
+    exact, relaxed = BoTorchProposer(space, seed=4), BoTorchProposer(space, seed=4, exact_limit=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        acqf = exact._acquisition(history)
+        unseen = [s for s in space.enumerate() if s not in dict(history)]
+        with torch.no_grad():  # one by one: an independent reference for the batched scoring
+            scores = [float(acqf(space.to_tensor(s).view(1, 1, -1))) for s in unseen]
+        shortlist = exact._shortlist(acqf, set(dict(history)), max(b for _, b in history))
+        assert len(shortlist) == len(unseen)  # below the prescreen size: every unseen schedule
+        chosen = exact._best_of_shortlist(acqf, shortlist, [])
+        assert chosen == unseen[scores.index(max(scores))]
+        relaxed_picks = relaxed._candidates(acqf, history, torch.Generator().manual_seed(0))
+        nearby = relaxed._best(acqf, [s for s in relaxed_picks if s not in dict(history)])
+    ranked = [unseen[i] for i in sorted(range(len(unseen)), key=lambda i: -scores[i])]
+    assert nearby in ranked[:5]
 
 
 # -- kill and resume ----------------------------------------------------------
@@ -328,3 +373,37 @@ def test_equal_scores_do_not_break_the_botorch_search(tmp_path):
         result, _ = search(tmp_path, objective=CountingObjective(lambda s: 0.0), budget=9)
     assert result.evaluations == 9 and result.best_schedule == result.baseline_schedule
     assert_valid_search(result, ScheduleSpace(T, N))
+
+
+# -- the paper's strategy (scikit-optimize) ---------------------------------------
+def test_paper_strategy_proposes_sorted_schedules_and_counts_repeated_steps_toward_the_budget(tmp_path):
+    pytest.importorskip("skopt")
+    space = ScheduleSpace(8, 4)  # small enough that skopt proposes repeated steps
+    result, objective = search(tmp_path, space=space, budget=30, seed=1, strategy="paper")
+    assert_valid_search(result, space)
+    assert [t.source for t in result.trials][:1] == ["baseline"] and {t.source for t in result.trials[1:]} == {"paper"}
+    from fairseq_tp.search.paper import PaperProposer
+    # Replaying the log counts the proposals that cost budget without a trial (up to the last trial).
+    wasted = PaperProposer(space, 1).spent([(t.schedule, t.bleu) for t in result.trials])
+    assert wasted > 0 and len(result.trials) + wasted <= 30 and result.stopped_by == "budget"
+    assert len(result.trials) < 30
+    assert all(call == [s] for call, s in zip(objective.calls[1:], [t.schedule for t in result.trials[1:]]))
+
+
+def test_paper_strategy_resumes_to_the_uninterrupted_search(tmp_path):
+    pytest.importorskip("skopt")
+    space = ScheduleSpace(8, 4)
+    whole, _ = search(tmp_path, "whole.jsonl", space=space, budget=20, seed=2, strategy="paper")
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, space=space, budget=20, seed=2, strategy="paper", objective=CountingObjective(fail_on_call=6))
+    resumed, _ = search(tmp_path, space=space, budget=20, seed=2, strategy="paper", resume=True)
+    assert sequence(resumed) == sequence(whole)
+
+
+def test_paper_strategy_without_scikit_optimize_is_one_line(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "skopt", None)  # what an uninstalled package looks like to import
+    from fairseq_tp.search import make_proposer
+    with pytest.raises(SearchError) as error:
+        make_proposer("paper", ScheduleSpace(T, N), 0)
+    assert str(error.value) == "--strategy paper needs scikit-optimize: pip install 'fairseq-tp[paper]'"

@@ -79,6 +79,11 @@ class AbsorbingDiffusion(DiscreteDiffusion):
     def noise_tokens(self, tokens, t, s, rng):
         return torch.full_like(tokens, self.mask)
 
+    def decodes_deterministically(self, options):
+        # Starts from all masks; only the default step (where to unmask) and sampling draw noise.
+        reparam = options.reparam
+        return options.argmax and reparam is not None and reparam.noise_scale is None and options.mbr_samples == 1
+
     def default_step(self, state, log_x0, t, s, non_special, options, rng):
         scores, predicted = pick_tokens(log_x0, options, rng)
         p_unmask = self.unmask_probability(t, s).to(scores.dtype).unsqueeze(1)

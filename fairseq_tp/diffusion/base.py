@@ -54,6 +54,10 @@ class DiffusionProcess(nn.Module):
     def check_decoding(self, options: DecodingOptions) -> None:
         """ValueError (one line) for decoding options this family cannot honour."""
 
+    def decodes_deterministically(self, options: DecodingOptions) -> bool:
+        """Whether decoding with ``options`` draws no random numbers (then one noise draw says all)."""
+        return False
+
     def visible_tokens(self, state: DecodeState) -> torch.Tensor:
         """The tokens an intermediate state stands for (``--retain-iter-history``)."""
         return state.tokens

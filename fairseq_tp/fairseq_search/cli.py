@@ -103,13 +103,14 @@ def summary_lines(report) -> List[str]:
     """The lines the command prints for a finished search (a SearchReport)."""
     result = report.result
     proposals = result.proposal_optimiser_s
-    median = f", median {statistics.median(proposals):.2f} s per proposal" if proposals else ""
-    shots = report.record["shots"]
+    median = f", median {statistics.median(proposals):.3f} s per proposed schedule" if proposals else ""
+    record = report.record
     lines = [
-        f"{result.evaluations} schedules evaluated ({report.record['strategy']}, stopped by {result.stopped_by}) "
-        f"on {len(report.record['shot_ids'])} sentences of '{report.record['subset']}' (shots: {shots}) "
+        f"{result.evaluations} schedules evaluated ({record['strategy']}, stopped by {result.stopped_by}) "
+        f"on {len(record['shot_ids'])} sentences of '{record['subset']}' (shots: {record['shots']}) "
         f"in {result.elapsed_s:.1f} s this run; all trials: decoding + BLEU {result.model_s:.1f} s, "
         f"optimiser {result.optimiser_s:.1f} s{median}",
+        f"each schedule scored over {record['replicates']} noise draw(s) ({record['replicates_why']})",
         f"uniform  {str(result.baseline_schedule):>24}  BLEU {result.baseline_bleu:6.2f}",
         f"searched {str(result.best_schedule):>24}  BLEU {result.best_bleu:6.2f}  ({result.improvement:+.2f})",
     ]

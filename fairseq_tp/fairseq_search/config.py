@@ -22,7 +22,8 @@ class SearchConfig(FairseqDataclass):
     time_budget: Optional[float] = field(default=None, metadata={
         "help": "also stop after this many seconds (after the evaluation in flight)"})
     strategy: ChoiceEnum(STRATEGIES) = field(default="botorch", metadata={
-        "help": "Bayesian optimisation or random search at the same budget"})
+        "help": "botorch (ours), random, or paper (the Temporal Pruning paper's scikit-optimize search, "
+                "pip install 'fairseq-tp[paper]'), all at the same budget"})
     free_first_step: bool = field(default=False, metadata={
         "help": "search the first step too (default: fixed at T-1, the fully noised state)"})
     n_init: Optional[int] = field(default=None, metadata={
@@ -31,7 +32,13 @@ class SearchConfig(FairseqDataclass):
         "help": "sacrebleu (detokenised, as --scoring sacrebleu) or tokenized "
                 "(fairseq's compound_split_bleu.sh, as the papers report)"})
     schedules_per_batch: int = field(default=8, metadata={
-        "help": "candidate schedules decoded together in one batch"})
+        "help": "schedules proposed and decoded together after the initial design (botorch's sequential "
+                "greedy q-batch; the paper's strategy proposes one at a time)"})
+    replicates: Optional[int] = field(default=None, metadata={
+        "help": "score each schedule as the mean BLEU over this many noise draws, the same draws for every "
+                "schedule (default: 1 when decoding is deterministic, else 4)"})
+    shot_seed: Optional[int] = field(default=None, metadata={
+        "help": "seed that draws the shots (default --seed), so --seed can vary the noise alone"})
     output: str = field(default="schedule.json", metadata={
         "help": "schedule file for fairseq-generate --tp-schedule"})
     log: Optional[str] = field(default=None, metadata={
@@ -70,11 +77,15 @@ class SearchConfig(FairseqDataclass):
             raise UsageError(f"--shots must be a positive number or 'all', got {self.shots}")
         if self.bleu not in BLEU_KINDS:
             raise UsageError(f"--bleu must be one of {', '.join(BLEU_KINDS)}, got '{self.bleu}'")
-        if self.schedules_per_batch < 1:
-            raise UsageError(f"--schedules-per-batch must be at least 1, got {self.schedules_per_batch}")
+        if self.replicates is not None and self.replicates < 1:
+            raise UsageError(f"--replicates must be at least 1, got {self.replicates}")
         try:
             settings = SearchSettings(budget=self.budget, seed=seed, strategy=str(self.strategy),
-                                      n_init=self.n_init, time_budget_s=self.time_budget)
+                                      n_init=self.n_init, time_budget_s=self.time_budget,
+                                      batch=self.schedules_per_batch)
+            if settings.strategy == "paper":
+                from ..search.paper import require_scikit_optimize
+                require_scikit_optimize()
         except SearchError as e:
             raise UsageError(str(e)) from None
         for flag, path in (("--output", self.output), ("--log", self.log_path), ("--plot", self.plot)):

@@ -4,11 +4,13 @@ The shots are encoded and their lengths predicted once; every evaluation
 reuses that and only runs the decoder passes.  Candidate schedules decoded
 together share a batch (stacked schedule-major), and every schedule draws its
 decoding noise from a generator seeded the same way, so two schedules differ
-only by their timesteps.  Text goes through the same post-processing as
+only by their timesteps.  With ``replicates`` R > 1 a schedule's score is the
+mean BLEU over R noise draws: draw r is the same for every schedule (common
+random numbers) and differs between draws; draw 0 is the noise of R = 1.  Text goes through the same post-processing as
 fairseq-generate's H-, D- and T- lines.
 """
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -44,29 +46,39 @@ class FewShotBleu:
 
     def __init__(self, model, generator: DiffusionGenerator, dataset, sentence_ids: Sequence[int], bleu, *,
                  seed: int, max_tokens: Optional[int], batch_size: Optional[int], schedules_per_batch: int,
-                 post_process: Optional[str] = None, decode_fn: Callable[[str], str] = lambda x: x,
-                 use_cuda: bool = False):
+                 replicates: int = 1, post_process: Optional[str] = None,
+                 decode_fn: Callable[[str], str] = lambda x: x, use_cuda: bool = False):
         self.model, self.generator, self.dataset, self.bleu = model, generator, dataset, bleu
         self.sentence_ids = list(sentence_ids)
-        self.seed, self.schedules_per_batch = seed, schedules_per_batch
+        self.seed, self.schedules_per_batch, self.replicates = seed, schedules_per_batch, replicates
         self.post_process, self.decode_fn, self.use_cuda = post_process, decode_fn, use_cuda
         self.tgt_dict = generator.tgt_dict
         self.batches = self._batches(max_tokens, batch_size)
         self._encoded: Dict[int, Tuple[dict, Encoded]] = {}
 
     # -- the Objective protocol -------------------------------------------
-    def evaluate(self, schedules: Sequence[Schedule]) -> List[float]:
-        return [self.bleu.score(t) for t in self.translate(schedules)]
+    def evaluate(self, schedules: Sequence[Schedule]) -> List[Union[float, List[float]]]:
+        """BLEU per schedule; with replicates, the list of each draw's BLEU (the search takes the mean)."""
+        if self.replicates == 1:
+            return [self.bleu.score(t) for t in self.translate(schedules)]
+        runs = [(s, r) for s in schedules for r in range(self.replicates)]
+        scores = [self.bleu.score(t) for t in self._translate_runs(runs)]
+        return [scores[i:i + self.replicates] for i in range(0, len(scores), self.replicates)]
 
     # -- decoding ------------------------------------------------------------
     def translate(self, schedules: Sequence[Schedule]) -> List[List[Translation]]:
-        """Per schedule, the shots' translations in sentence-id order."""
-        out: List[Dict[int, Translation]] = [{} for _ in schedules]
-        for chunk_start in range(0, len(schedules), self.schedules_per_batch):
-            chunk = list(schedules[chunk_start:chunk_start + self.schedules_per_batch])
+        """Per schedule, the shots' translations in sentence-id order (noise draw 0)."""
+        return self._translate_runs([(s, 0) for s in schedules])
+
+    def _translate_runs(self, runs: Sequence[Tuple[Schedule, int]]) -> List[List[Translation]]:
+        """Per (schedule, noise draw), the shots' translations in sentence-id order."""
+        out: List[Dict[int, Translation]] = [{} for _ in runs]
+        for chunk_start in range(0, len(runs), self.schedules_per_batch):
+            chunk = list(runs[chunk_start:chunk_start + self.schedules_per_batch])
             for number in range(len(self.batches)):
                 sample, encoded = self._encode(number)
-                hypos = self.generator.decode(self.model, encoded, chunk, self._noise(number, len(chunk)))
+                noise = self._noise(number, [draw for _, draw in chunk])
+                hypos = self.generator.decode(self.model, encoded, [s for s, _ in chunk], noise)
                 for g, per_sentence in enumerate(hypos):
                     for row, sentence_hypos in enumerate(per_sentence):
                         translation = self._text(sample, row, sentence_hypos[0])
@@ -102,10 +114,11 @@ class FewShotBleu:
             self._encoded[number] = (sample, encoded)
         return self._encoded[number]
 
-    def _noise(self, batch_number: int, groups: int) -> RandomSource:
+    def _noise(self, batch_number: int, draws: Sequence[int]) -> RandomSource:
+        """One generator per decoded group, seeded by (seed, batch of shots, noise draw) only."""
         device = "cuda" if self.use_cuda else "cpu"
-        seed = derive_seed(self.seed, batch_number, "decoding")
-        return RandomSource([torch.Generator(device=device).manual_seed(seed) for _ in range(groups)])
+        seeds = [derive_seed(self.seed, batch_number, "decoding" if d == 0 else f"decoding-{d}") for d in draws]
+        return RandomSource([torch.Generator(device=device).manual_seed(seed) for seed in seeds])
 
     def _text(self, sample, row: int, hypo) -> Translation:
         return translation(self.tgt_dict, sample, row, hypo["tokens"], self.generator.symbols_to_strip_from_output,

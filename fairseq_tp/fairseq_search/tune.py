@@ -20,6 +20,7 @@ from .objective import draw_shots
 from . import timing
 
 logger = logging.getLogger("fairseq_tp.search")
+DEFAULT_REPLICATES = 4  # noise draws per schedule when decoding is stochastic
 
 
 @dataclass
@@ -46,12 +47,20 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
     shots = search.shot_count
     if shots is not None and shots > len(dataset):
         raise UsageError(f"--shots {shots} is more than the {len(dataset)} sentences in subset '{subset}'")
-    shot_ids = draw_shots(len(dataset), shots, seed)
+    shot_seed = seed if search.shot_seed is None else search.shot_seed
+    shot_ids = draw_shots(len(dataset), shots, shot_seed)
     bleu = build_bleu(search.bleu)
-    objective = loaded.objective(dataset, shot_ids, bleu, seed=seed, schedules_per_batch=search.schedules_per_batch)
+    generator = loaded.generator
+    deterministic = loaded.model.diffusion.decodes_deterministically(generator.options)
+    replicates = search.replicates or (1 if deterministic else DEFAULT_REPLICATES)
+    replicates_why = ("given by --replicates" if search.replicates else
+                      "default: decoding is deterministic" if deterministic else
+                      f"default: decoding draws random numbers, so each schedule is scored over {replicates} "
+                      f"noise draws")
+    objective = loaded.objective(dataset, shot_ids, bleu, seed=seed, schedules_per_batch=search.schedules_per_batch,
+                                 replicates=replicates)
 
     checkpoint_hash = sha256_of(cfg.common_eval.path)
-    generator = loaded.generator
     decoding = decoding_record(generator.options, generator.beam_size, loaded.task.cfg.load_ema_weights)
     shots_text = "all" if shots is None else shots
     config = {  # the trial log's header: a resumed search must match it (budgets aside)
@@ -66,8 +75,11 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
         "budget": settings.budget,
         "time_budget_s": settings.time_budget_s,
     }
+    if replicates > 1:  # absent for one draw, as in logs written before replicates existed
+        config["replicates"] = replicates
     logger.info(f"searching {search.steps} steps of T = {T} on {len(shot_ids)} sentences of '{subset}' "
-                f"({settings.strategy}, budget {settings.budget} evaluations, {bleu.signature})")
+                f"({settings.strategy}, budget {settings.budget} evaluations, {replicates} noise draw(s): "
+                f"{replicates_why}; {bleu.signature})")
     try:
         result = run_search(objective, space, settings, log_path=search.log_path, config=config,
                             resume=search.resume, progress=not cfg.common.no_progress_bar)
@@ -82,6 +94,9 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
         "shot_ids": shot_ids,
         "subset": subset,
         "seed": seed,
+        "shot_seed": shot_seed,
+        "replicates": replicates,
+        "replicates_why": replicates_why,
         "strategy": settings.strategy,
         "evaluations": result.evaluations,
         "scorer": bleu.signature,

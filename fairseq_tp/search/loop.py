@@ -1,17 +1,18 @@
-"""The search loop: baseline, initial design, then one proposal at a time.
+"""The search loop: baseline, initial design, then proposals in batches.
 
 Evaluation ``0`` is the uniform baseline, ``1..n_init`` the initial design
-(evaluated in one objective call), the rest come from the strategy.  The
-budget counts them all.  Everything a later evaluation depends on is a
-function of (seed, index, earlier results), and earlier results are replayed
-from the trial log on resume, so an interrupted search continues exactly as an
-uninterrupted one would have.
+(evaluated in one objective call), the rest come from the strategy in batches
+of ``batch`` proposals decoded together.  The budget counts every evaluated
+schedule.  Batch boundaries depend only on (n_init, batch), and a batch's
+proposals only on (seed, index, the results before the batch), which the
+trial log replays on resume, so an interrupted search -- even one killed in
+the middle of a batch -- continues exactly as an uninterrupted one would have.
 """
 import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Sequence
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -21,8 +22,8 @@ from .optimiser import Observation, make_proposer
 from .space import ScheduleSpace, SearchError
 from .trial_log import Trial, TrialLog
 
-STRATEGIES = ("botorch", "random")
-Strategy = Literal["botorch", "random"]
+STRATEGIES = ("botorch", "random", "paper")
+Strategy = Literal["botorch", "random", "paper"]
 
 
 @dataclass
@@ -60,6 +61,7 @@ class SearchSettings:
     strategy: Strategy
     n_init: Optional[int] = None
     time_budget_s: Optional[float] = None
+    batch: int = 1  # proposals per batch after the initial design (the paper's strategy is sequential)
 
     def __post_init__(self):
         if not _is_int(self.budget) or self.budget < 1:
@@ -73,6 +75,8 @@ class SearchSettings:
         if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float))
                                                    and self.time_budget_s > 0):
             raise SearchError(f"--time-budget must be a positive number of seconds, got {self.time_budget_s!r}")
+        if not _is_int(self.batch) or self.batch < 1:
+            raise SearchError(f"--schedules-per-batch must be at least 1, got {self.batch!r}")
 
 
 def _is_int(value) -> bool:
@@ -96,7 +100,10 @@ def run_search(
     anything but ``budget``/``time_budget_s``.
     """
     budget, seed, strategy = settings.budget, settings.seed, settings.strategy
-    n_init = default_n_init(space) if settings.n_init is None else settings.n_init
+    proposer = make_proposer(strategy, space, seed)  # first: a strategy's missing extra fails before any work
+    n_init = proposer.default_n_init if settings.n_init is None and proposer.default_n_init is not None else (
+        default_n_init(space) if settings.n_init is None else settings.n_init)
+    batch = 1 if proposer.sequential else settings.batch
     search = {
         "seed": seed,
         "strategy": strategy,
@@ -105,9 +112,12 @@ def run_search(
         "free_first_step": space.free_first_step,
         "n_init": n_init,
     }
+    if batch > 1:  # absent for one at a time, as logs written before batches were
+        search["batch"] = batch
     started = time.perf_counter()
     with TrialLog.open(log_path, config, search, space.num_timesteps, resume) as log:
-        run = _SearchSession(objective, space, log, budget, seed, strategy, n_init, settings.time_budget_s, started)
+        run = _SearchSession(objective, space, log, proposer, budget, seed, n_init, batch, settings.time_budget_s,
+                             started)
         with tqdm(
             total=budget,
             initial=min(len(log.trials), budget),
@@ -121,18 +131,17 @@ def run_search(
             run.replay()
             run.evaluate_start()
             while run.may_continue():
-                run.evaluate_proposal()
+                run.evaluate_batch()
         return run.result()
 
 
 class _SearchSession:
     """State of one search session: the cache of evaluated schedules and the log."""
 
-    def __init__(self, objective, space, log, budget, seed, strategy, n_init, time_budget_s, started):
-        self.objective, self.space, self.log = objective, space, log
-        self.budget, self.seed, self.n_init = budget, seed, n_init
+    def __init__(self, objective, space, log, proposer, budget, seed, n_init, batch, time_budget_s, started):
+        self.objective, self.space, self.log, self.proposer = objective, space, log, proposer
+        self.budget, self.seed, self.n_init, self.batch = budget, seed, n_init, batch
         self.time_budget_s, self.started = time_budget_s, started
-        self.proposer = make_proposer(strategy, space, seed)
         self.scores: Dict[Schedule, float] = {}  # the cache: each schedule is evaluated once
         self.bar: Optional[tqdm] = None
         self.stopped_by = "budget"
@@ -168,18 +177,18 @@ class _SearchSession:
         if not todo:  # no time check: the baseline is always evaluated
             return
         scores, model_s = self._evaluate(todo)
-        for schedule, bleu in zip(todo, scores):
+        for schedule, score in zip(todo, scores):
             is_baseline = len(self.trials) == 0
             self._record(
                 schedule,
-                bleu,
+                score,
                 source="baseline" if is_baseline else "initial",
                 model_s=model_s / len(todo),
                 optimiser_s=0.0 if is_baseline else design_s / max(1, len(plan) - 1),
             )
 
     def may_continue(self) -> bool:
-        if len(self.trials) >= self.budget:
+        if self._spent() >= self.budget:
             self.stopped_by = "budget"
             return False
         if len(self.scores) >= self.space.size():
@@ -190,15 +199,31 @@ class _SearchSession:
             return False
         return True
 
-    def evaluate_proposal(self) -> None:
-        index = len(self.trials)
+    def evaluate_batch(self) -> None:
+        """The batch the next evaluation belongs to: proposed from the results before the batch, so a
+        batch cut short by a kill is proposed again identically and only its missing part evaluated."""
+        start = self._batch_start(len(self.trials))
+        available = self.budget - self._spent(before=start)
+        # A sequential proposer gets every unit left (it may spend some without an evaluation).
+        count = available if self.proposer.sequential else min(self.batch, available, self.space.size() - start)
         t0 = time.perf_counter()
-        schedule = self.proposer.propose(self._observations(), index)
-        optimiser_s = time.perf_counter() - t0
-        if schedule in self.scores:  # proposers promise fresh schedules; a repeat is a bug
-            raise RuntimeError(f"{self.proposer.name} proposed already evaluated schedule {schedule}")
-        (bleu,), model_s = self._evaluate([schedule])
-        self._record(schedule, bleu, self.proposer.name, model_s, optimiser_s)
+        proposals = self.proposer.propose(self._observations()[:start], start, count)
+        optimiser_s = (time.perf_counter() - t0) / max(1, len(proposals))
+        done = self.trials[start:]
+        if [t.schedule for t in done] != proposals[: len(done)]:
+            raise SearchError(
+                f"trial log {self.log.path} does not match this search's proposals from index {start}; "
+                f"remove it or choose another --log"
+            )
+        todo = proposals[len(done) :]
+        repeated = [s for s in todo if s in self.scores]
+        if repeated or len(set(todo)) != len(todo):  # proposers promise fresh schedules; a repeat is a bug
+            raise RuntimeError(f"{self.proposer.name} proposed already evaluated schedule {(repeated or todo)[0]}")
+        if not todo:
+            return
+        scores, model_s = self._evaluate(todo)
+        for schedule, score in zip(todo, scores):
+            self._record(schedule, score, self.proposer.name, model_s / len(todo), optimiser_s)
 
     # -- helpers --------------------------------------------------------------
     def _start_plan(self) -> List[Schedule]:
@@ -212,26 +237,29 @@ class _SearchSession:
     def _observations(self) -> List[Observation]:
         return [(t.schedule, t.bleu) for t in self.trials]
 
+    def _batch_start(self, index: int) -> int:
+        """The first index of the proposal batch that evaluation ``index`` belongs to."""
+        first = len(self._start_plan())
+        return first + (index - first) // self.batch * self.batch
+
+    def _spent(self, before: Optional[int] = None) -> int:
+        """Budget used by the trials (before index ``before``), including what a strategy spent
+        without an evaluation (the paper's proposals with a repeated step)."""
+        observations = self._observations()[:before]
+        return len(observations) + self.proposer.spent(observations)
+
     def _evaluate(self, schedules: Sequence[Schedule]):
+        """((mean score, replicate scores or None) per schedule, seconds)."""
         t0 = time.perf_counter()
-        scores = self.objective.evaluate(list(schedules))
+        scores = list(self.objective.evaluate(list(schedules)))
         model_s = time.perf_counter() - t0
-        scores = list(scores)
         if len(scores) != len(schedules):
             raise SearchError(f"the objective returned {len(scores)} scores for {len(schedules)} schedules")
-        checked = []
-        for schedule, score in zip(schedules, scores):
-            try:
-                score = float(score)
-            except (TypeError, ValueError):
-                score = math.nan
-            if not math.isfinite(score):
-                raise SearchError(f"the objective returned {scores[len(checked)]!r} for schedule {schedule}")
-            checked.append(score)
-        return checked, model_s
+        return [_checked(score, schedule) for schedule, score in zip(schedules, scores)], model_s
 
-    def _record(self, schedule, bleu, source, model_s, optimiser_s) -> None:
-        trial = Trial(len(self.trials), schedule, bleu, source, model_s, optimiser_s, time.time())
+    def _record(self, schedule, score, source, model_s, optimiser_s) -> None:
+        bleu, replicates = score
+        trial = Trial(len(self.trials), schedule, bleu, source, model_s, optimiser_s, time.time(), replicates)
         self.log.append(trial)
         self.scores[schedule] = bleu
         if self.bar is not None:
@@ -249,7 +277,7 @@ class _SearchSession:
 
     def result(self) -> SearchResult:
         best, baseline = _best(self.trials), self.trials[0]
-        proposals = [t for t in self.trials if t.source in STRATEGIES]
+        proposals = [t for t in self.trials if t.source in STRATEGIES]  # one optimiser time per schedule
         return SearchResult(
             best_schedule=best.schedule,
             best_bleu=best.bleu,
@@ -263,6 +291,24 @@ class _SearchSession:
             proposal_optimiser_s=[t.optimiser_s for t in proposals],
             stopped_by=self.stopped_by,
         )
+
+
+def _checked(score, schedule: Schedule) -> Tuple[float, Optional[Tuple[float, ...]]]:
+    """An objective's score for one schedule: a number, or a list of replicate numbers (their mean)."""
+    replicates = tuple(score) if isinstance(score, (list, tuple)) else None
+    values = replicates if replicates is not None else (score,)
+    checked = []
+    for value in values:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise SearchError(f"the objective returned {score!r} for schedule {schedule}")
+        checked.append(value)
+    if not checked:
+        raise SearchError(f"the objective returned no replicate scores for schedule {schedule}")
+    return sum(checked) / len(checked), (tuple(checked) if replicates is not None else None)
 
 
 def _best(trials: Sequence[Trial]) -> Trial:

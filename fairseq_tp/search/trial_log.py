@@ -20,7 +20,7 @@ from ..files import atomic_write_text
 from ..schedules import Schedule, ScheduleError
 from .space import SearchError
 
-SOURCES = ("baseline", "initial", "botorch", "random")
+SOURCES = ("baseline", "initial", "botorch", "random", "paper")
 # Config keys that may change between a search and its resumption.
 RESUMABLE_CONFIG_KEYS: FrozenSet[str] = frozenset({"budget", "time_budget_s"})
 
@@ -34,9 +34,10 @@ class Trial:
     model_s: float  # objective (decoding + scoring) seconds spent on this schedule
     optimiser_s: float  # seconds spent choosing it
     time: float  # Unix time when it was recorded
+    replicates: Optional[Tuple[float, ...]] = None  # one score per noise draw; ``bleu`` is their mean
 
     def to_record(self) -> Dict[str, Any]:
-        return {
+        record = {
             "index": self.index,
             "timesteps": list(self.schedule.timesteps),
             "bleu": self.bleu,
@@ -45,6 +46,9 @@ class Trial:
             "optimiser_s": self.optimiser_s,
             "time": self.time,
         }
+        if self.replicates is not None:
+            record["replicates"] = list(self.replicates)
+        return record
 
     @classmethod
     def from_record(cls, record: Any, num_timesteps: int) -> "Trial":
@@ -65,6 +69,7 @@ class Trial:
             model_s=_number(record["model_s"], "model_s"),
             optimiser_s=_number(record["optimiser_s"], "optimiser_s"),
             time=_number(record["time"], "time"),
+            replicates=_replicates(record.get("replicates")),
         )
 
 
@@ -78,6 +83,14 @@ def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TypeError(f"'{name}' is not a finite number")
     return float(value)
+
+
+def _replicates(value: Any) -> Optional[Tuple[float, ...]]:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise TypeError("'replicates' is not a non-empty list")
+    return tuple(_number(v, "replicates") for v in value)
 
 
 def _json_line(record: Dict[str, Any]) -> str:
