@@ -1,0 +1,219 @@
+"""Measures fairseq-tp-search on the fixture checkpoints (../shared/fixtures): what the search costs and
+whether it finds schedules that beat uniform steps on held-out sentences.  A script, not a test: every
+part prints a table (medians, means ± sd, side by side in one run) with the machine, threads and load,
+and writes results/PART.json.
+
+    python examples/search_benchmark/benchmark.py optimiser      # seconds per proposed schedule, 40 observations
+    python examples/search_benchmark/benchmark.py search-phase   # 40-evaluation 20-shot search, absorbing, R = 1
+    python examples/search_benchmark/benchmark.py strategies     # botorch vs paper vs random, equal budget
+    python examples/search_benchmark/benchmark.py paired         # searched vs uniform-4 on test, R = 1 vs R = 4
+
+Run it alone on the machine with OMP_NUM_THREADS fixed (it sets torch's threads from --threads).
+"""
+import argparse
+import datetime
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = Path(os.environ.get("FAIRSEQ_TP_FIXTURES", HERE.parents[1].parent / "shared" / "fixtures"))
+DEFAULT = ["--decoding-strategy", "default", "--argmax-decoding"]
+DETERMINISTIC = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]
+# name: (data-bin, checkpoint, extra flags)
+MODELS = {
+    "rdm-absorbing": (FIXTURES / "rdm-toy" / "data-bin", FIXTURES / "rdm-toy" / "absorbing.pt", []),
+    "rdm-multinomial": (FIXTURES / "rdm-toy" / "data-bin", FIXTURES / "rdm-toy" / "multinomial.pt", []),
+    "bible-absorbing": (FIXTURES / "bible-kjv-web" / "data-bin", FIXTURES / "bible-kjv-web" / "absorbing.pt",
+                        ["--remove-bpe"]),
+}
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               "unknown CPU")
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def header(args) -> dict:
+    return {"date": datetime.datetime.now().isoformat(timespec="minutes"), "machine": machine(),
+            "threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+            "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])}
+
+
+def search(name, work, *flags):
+    """One fairseq-tp-search through the API; returns its report (the search phase is result.elapsed_s)."""
+    from fairseq_tp.fairseq_search import tune
+    from fairseq_tp.fairseq_search.cli import parse
+    data, ckpt, extra = MODELS[name]
+    output = Path(work) / f"s{time.perf_counter_ns()}.json"
+    cfg, options = parse([str(data), "--path", str(ckpt), "--cpu", "--no-progress-bar", "--batch-size", "100",
+                          "--steps", "4", "--output", str(output), *extra, *flags])
+    return tune(cfg, options)
+
+
+class TestSet:
+    """A model loaded once; decodes its whole test subset under any schedule and noise seed."""
+
+    def __init__(self, name, flags):
+        from fairseq_tp.fairseq_search.cli import parse
+        from fairseq_tp.fairseq_search.loading import load_for_decoding
+        data, ckpt, extra = MODELS[name]
+        cfg, _ = parse([str(data), "--path", str(ckpt), "--cpu", "--batch-size", "100", "--steps", "4",
+                        *extra, *flags])
+        self.loaded = load_for_decoding(cfg)
+        self.test = self.loaded.subset("test", "--gen-subset")
+
+    def bleu(self, schedule, seed) -> float:
+        from fairseq_tp.fairseq_search.bleu import SacreBleu
+        objective = self.loaded.objective(self.test, range(len(self.test)), SacreBleu(), seed=seed,
+                                          schedules_per_batch=1)
+        return objective.evaluate([schedule])[0]
+
+
+def mean_sd(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+# -- parts -----------------------------------------------------------------------------------------------
+def optimiser(args, work):
+    """Seconds per proposed schedule with 40 observations of a smooth stub (no model), medians of 3."""
+    from fairseq_tp.schedules import Schedule
+    from fairseq_tp.search import BoTorchProposer, ScheduleSpace
+    rows = []
+    for T, N in ((50, 4), (2000, 4)):
+        space = ScheduleSpace(T, N)
+        target = [T - 1] + [round(T * f) for f in (0.6, 0.3, 0.05)]
+        bump = lambda s: 10 + 20 * math.exp(-sum((a - b) ** 2 for a, b in zip(s.timesteps, target)) / (0.25 * T) ** 2)  # noqa: E731
+        history = [(s, bump(s)) for s in [space.baseline()] + space.initial_design(39, 0)]
+        modes = [("exact", {}), ("relaxed", {"exact_limit": 0})] if space.size() <= 200_000 else [("relaxed", {})]
+        for mode, options in modes:
+            for q in (1, 8):
+                runs = []
+                for repeat in range(3):
+                    proposer = BoTorchProposer(space, seed=repeat, **options)
+                    start = time.perf_counter()
+                    picks = proposer.propose(history, len(history), q)
+                    runs.append((time.perf_counter() - start) / len(picks))
+                rows.append({"T": T, "N": N, "schedules": space.size(), "mode": mode, "q": q,
+                             "s_per_schedule": statistics.median(runs)})
+    lines = ["| T | N | schedules | acquisition | q | optimiser s per schedule (median of 3) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['T']} | {r['N']} | {r['schedules']:,} | {r['mode']} | {r['q']} | {r['s_per_schedule']:.3f} |"
+              for r in rows]
+    return rows, lines
+
+
+def search_phase(args, work):
+    """A 40-evaluation 20-shot search of the RDM absorbing fixture, deterministic decoding (R = 1)."""
+    runs = []
+    for repeat in range(3):
+        report = search("rdm-absorbing", work, "--shots", "20", "--budget", "40", "--seed", str(repeat + 1),
+                        *DETERMINISTIC)
+        result = report.result
+        runs.append({"search_s": result.elapsed_s, "decoding_s": result.model_s, "optimiser_s": result.optimiser_s,
+                     "replicates": report.record["replicates"]})
+    row = {k: statistics.median(r[k] for r in runs) for k in ("search_s", "decoding_s", "optimiser_s")}
+    lines = ["| run | search phase s | decoding + BLEU s | optimiser s |", "|---|---|---|---|"]
+    lines += [f"| {i + 1} | {r['search_s']:.2f} | {r['decoding_s']:.2f} | {r['optimiser_s']:.2f} |"
+              for i, r in enumerate(runs)]
+    lines.append(f"| median | {row['search_s']:.2f} | {row['decoding_s']:.2f} | {row['optimiser_s']:.2f} |")
+    return {"runs": runs, "median": row}, lines
+
+
+def strategies(args, work):
+    """Test BLEU of the schedule each strategy finds at equal budget, over seeds."""
+    rows, lines = [], ["| model | strategy | budget | test BLEU (mean ± sd over seeds) | few-shot BLEU | "
+                       "search s (mean) |", "|---|---|---|---|---|---|"]
+    for name in args.models:
+        flags = DEFAULT
+        test = TestSet(name, flags)
+        from fairseq_tp.schedules import Schedule
+        T = test.loaded.model.diffusion.num_timesteps
+        uniform = test.bleu(Schedule.uniform(4, T), seed=1)
+        lines.append(f"| {name} | uniform-4 | — | {uniform:.2f} | — | — |")
+        for strategy in ("botorch", "paper", "random"):
+            found = [search(name, work, "--shots", "20", "--budget", str(args.budget), "--seed", str(seed),
+                            "--strategy", strategy, "--replicates", "1", *flags) for seed in args.seeds]
+            bleus = [test.bleu(r.result.best_schedule, seed=1) for r in found]
+            few = [r.result.best_bleu for r in found]
+            row = {"model": name, "strategy": strategy, "budget": args.budget, "test_bleu": bleus,
+                   "few_shot_bleu": few, "search_s": [r.result.elapsed_s for r in found],
+                   "schedules": [list(r.result.best_schedule.timesteps) for r in found], "uniform_test_bleu": uniform}
+            rows.append(row)
+            m, sd = mean_sd(bleus)
+            fm, fsd = mean_sd(few)
+            lines.append(f"| {name} | {strategy} | {args.budget} | {m:.2f} ± {sd:.2f} | {fm:.2f} ± {fsd:.2f} | "
+                         f"{statistics.mean(row['search_s']):.1f} |")
+    return rows, lines
+
+
+def paired(args, work):
+    """Searched minus uniform-4 test BLEU, paired on the test decoding's noise seed."""
+    rows = []
+    lines = ["| model | replicates | mean paired diff (searched − uniform-4) | 2 × s.e. | few-shot BLEU spread "
+             "(sd over search seeds) | searched test BLEU | uniform-4 test BLEU |", "|---|---|---|---|---|---|---|"]
+    from fairseq_tp.schedules import Schedule
+    for name in args.models:
+        test = TestSet(name, DEFAULT)
+        T = test.loaded.model.diffusion.num_timesteps
+        uniform = {s: test.bleu(Schedule.uniform(4, T), seed=s) for s in args.test_seeds}
+        for replicates in (1, 4):
+            diffs, few, searched = [], [], []
+            for seed in args.search_seeds:
+                report = search(name, work, "--shots", "20", "--budget", str(args.budget), "--seed", str(seed),
+                                "--replicates", str(replicates), *DEFAULT)
+                few.append(report.result.best_bleu)
+                for s in args.test_seeds:
+                    bleu = test.bleu(report.result.best_schedule, seed=s)
+                    searched.append(bleu)
+                    diffs.append(bleu - uniform[s])
+            m, sd = mean_sd(diffs)
+            se = sd / math.sqrt(len(diffs))
+            rows.append({"model": name, "replicates": replicates, "diffs": diffs, "mean": m, "se": se,
+                         "few_shot_bleu": few, "searched_test_bleu": searched, "uniform_test_bleu": uniform})
+            lines.append(f"| {name} | {replicates} | {m:+.2f} | {2 * se:.2f} | {mean_sd(few)[1]:.2f} | "
+                         f"{statistics.mean(searched):.2f} | {statistics.mean(uniform.values()):.2f} |")
+    return rows, lines
+
+
+PARTS = {"optimiser": optimiser, "search-phase": search_phase, "strategies": strategies, "paired": paired}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=sorted(PARTS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", nargs="+", default=sorted(MODELS), choices=sorted(MODELS))
+    parser.add_argument("--budget", type=int, default=None, help="default: 20 (strategies), 40 (paired)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--search-seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--test-seeds", nargs="+", type=int, default=[11, 12, 13, 14])
+    args = parser.parse_args()
+    args.budget = args.budget or (20 if args.part == "strategies" else 40)
+    for name in args.models if args.part in ("strategies", "paired") else ["rdm-absorbing"]:
+        if not MODELS[name][1].is_file():
+            sys.exit(f"benchmark.py: error: fixture checkpoint {MODELS[name][1]} not found")
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as work:
+        info = header(args)
+        data, lines = PARTS[args.part](args, work)
+    info["load_average_after"] = os.getloadavg()
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{args.part}.json").write_text(json.dumps({**info, "rows": data}, indent=1) + "\n")
+    print(f"{info['date']}, {info['machine']}, {info['threads']} thread(s), load average before "
+          f"{info['load_average'][0]:.2f} / after {info['load_average_after'][0]:.2f}: `{info['command']}`\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
