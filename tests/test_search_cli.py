@@ -361,3 +361,24 @@ def test_shot_seed_draws_the_shots_and_seed_the_noise(toy_data, checkpoints, tmp
     other_shots = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, *base, "--seed", "2", name="c.json")
     assert one["shot_ids"] == other_noise["shot_ids"] != other_shots["shot_ids"]
     assert one["uniform_bleu"] != other_noise["uniform_bleu"]  # the same sentences, other noise
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_front_over_steps_writes_the_chosen_schedule_the_front_and_a_plot(toy_data, checkpoints, capsys, tmp_path):
+    record = search(RDM / "data-bin", RDM / "absorbing.pt", tmp_path, "--steps", "3,2", "--shots", "10",
+                    "--budget", "10", "--target", "0.5", "--front-plot", str(tmp_path / "front.png"), *DETERMINISTIC)
+    front = {p["steps"]: p for p in record["front"]}
+    assert sorted(front) == [2, 3] and record["all_steps"]["timesteps"] == list(range(49, -1, -1))
+    assert [front[2]["evaluations"], front[3]["evaluations"]] == [4, 6]  # 10 divided in proportion to N
+    for p in front.values():
+        assert p["share"] == pytest.approx(p["bleu"] / record["all_steps"]["bleu"])
+    assert record["all_steps"]["bleu"] > 20  # a trained model: shares mean something
+    reaching = [n for n in (2, 3) if front[n]["share"] >= 0.5]
+    chosen = min(reaching) if reaching else max(front, key=lambda n: (front[n]["share"], -n))
+    assert record["target_met"] == bool(reaching) and record["steps"] == chosen
+    assert record["timesteps"] == front[chosen]["timesteps"]
+    assert (tmp_path / "schedule.trials.steps2.jsonl").exists() and (tmp_path / "schedule.trials.steps3.jsonl").exists()
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    message = search_error(capsys, str(toy_data / "bin"), "--path", str(checkpoints["absorbing"]), "--steps", "3",
+                           "--target", "0.9", "--cpu", "--output", str(tmp_path / "t.json"))
+    assert message == "fairseq-tp-search: error: --target and --front-plot need several --steps (e.g. --steps 2,3,4,6)"

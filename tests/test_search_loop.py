@@ -407,3 +407,37 @@ def test_paper_strategy_without_scikit_optimize_is_one_line(monkeypatch):
     with pytest.raises(SearchError) as error:
         make_proposer("paper", ScheduleSpace(T, N), 0)
     assert str(error.value) == "--strategy paper needs scikit-optimize: pip install 'fairseq-tp[paper]'"
+
+
+# -- the front over N ----------------------------------------------------------------
+def test_budget_is_divided_in_proportion_to_the_steps_and_capped_by_each_space():
+    from fairseq_tp.search import divide_budget
+    assert divide_budget(40, [ScheduleSpace(50, n) for n in (2, 3, 4, 6)]) == [5, 8, 11, 16]
+    assert divide_budget(40, [ScheduleSpace(4, 2), ScheduleSpace(50, 6)]) == [3, 30]  # 3 schedules in the first
+    with pytest.raises(SearchError, match="less than one evaluation per number of steps"):
+        divide_budget(2, [ScheduleSpace(50, n) for n in (2, 3, 4)])
+
+
+class StepsObjective:
+    """Few-shot BLEU that grows with the number of steps: 50 for all T steps, N -> 50 * share[N]."""
+
+    def __init__(self, shares):
+        self.shares = shares
+
+    def evaluate(self, schedules):
+        return [50.0 * self.shares.get(s.steps, 1.0) * (1 - 0.001 * (s.timesteps[-1] % 7)) for s in schedules]
+
+
+@pytest.mark.parametrize("target, chosen, met", [(0.99, 4, True), (0.9, 3, True), (0.999, 6, False)])
+def test_front_chooses_the_smallest_steps_reaching_the_target(tmp_path, target, chosen, met):
+    from fairseq_tp.search import search_front
+    objective = StepsObjective({2: 0.80, 3: 0.95, 4: 0.995, 6: 0.997})
+    front = search_front(objective, 50, [6, 2, 4, 3], SearchSettings(budget=20, seed=0, strategy="random"),
+                         target=target, log_path=lambda n: str(tmp_path / f"{target}.{n}.jsonl"),
+                         config=CONFIG, progress=False)
+    assert [p.steps for p in front.points] == [2, 3, 4, 6]
+    assert front.reference_bleu == 50.0 and front.reference_schedule.steps == 50
+    assert (front.chosen.steps, front.target_met) == (chosen, met)
+    for p in front.points:
+        assert p.share == pytest.approx(p.result.best_bleu / 50.0)
+        assert (tmp_path / f"{target}.{p.steps}.jsonl").exists()

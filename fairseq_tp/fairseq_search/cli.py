@@ -114,6 +114,16 @@ def summary_lines(report) -> List[str]:
         f"uniform  {str(result.baseline_schedule):>24}  BLEU {result.baseline_bleu:6.2f}",
         f"searched {str(result.best_schedule):>24}  BLEU {result.best_bleu:6.2f}  ({result.improvement:+.2f})",
     ]
+    if report.front is not None:
+        front = report.front
+        lines.append(f"front over N (few-shot BLEU; all {front.reference_schedule.steps} steps: "
+                     f"{front.reference_bleu:.2f}; target {front.target:.0%}):")
+        for p in front.points:
+            mark = "  <- chosen" if p is front.chosen else ""
+            lines.append(f"  N = {p.steps:<3} searched {str(p.result.best_schedule):>24}  BLEU {p.result.best_bleu:6.2f} "
+                         f"({p.share:.1%})  uniform {p.result.baseline_bleu:6.2f} ({p.uniform_share:.1%}){mark}")
+        if not front.target_met:
+            lines.append(f"  no N reached {front.target:.0%} of the all-steps BLEU: wrote the best share")
     if report.evaluation:
         subset = report.record["eval"]["subset"]
         for name, row in report.evaluation.items():

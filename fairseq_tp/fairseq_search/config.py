@@ -2,7 +2,7 @@
 generated (fairseq's way), with the checks that need no model.  Defaults live here only."""
 import os
 from dataclasses import dataclass, field, fields
-from typing import Optional
+from typing import List, Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
@@ -13,8 +13,14 @@ from .bleu import BLEU_KINDS
 
 @dataclass
 class SearchConfig(FairseqDataclass):
-    steps: Optional[int] = field(default=None, metadata={
-        "help": "decoder passes of the schedule to find (N < T)", "required": True})
+    steps: Optional[str] = field(default=None, metadata={
+        "help": "decoder passes of the schedule to find (N < T); several, e.g. 2,3,4,6,8, search each and "
+                "choose the smallest N that reaches --target (the front over N)", "required": True})
+    target: Optional[float] = field(default=None, metadata={
+        "help": "with several --steps: the share of the all-steps few-shot BLEU the chosen N must keep "
+                "(default 0.99)"})
+    front_plot: Optional[str] = field(default=None, metadata={
+        "help": "with several --steps: plot few-shot BLEU against N (searched, uniform, all steps) to FILE.png"})
     shots: str = field(default="20", metadata={
         "help": "validation sentences to score BLEU on, drawn with --seed from --gen-subset: a number or 'all'"})
     budget: int = field(default=40, metadata={
@@ -66,12 +72,36 @@ class SearchConfig(FairseqDataclass):
     def log_path(self) -> str:
         return self.log or os.path.splitext(self.output)[0] + ".trials.jsonl"
 
+    def log_path_for(self, steps: int) -> str:
+        """With several --steps, one trial log per N beside --log: LOG_STEM.steps4.jsonl."""
+        return os.path.splitext(self.log_path)[0] + f".steps{steps}.jsonl"
+
+    @property
+    def steps_list(self) -> List[int]:
+        """The numbers of steps to search, ascending."""
+        try:
+            steps = sorted({int(n) for n in str(self.steps).split(",")})
+        except ValueError:
+            raise UsageError(f"--steps must be a number of steps or a list like 2,3,4, got '{self.steps}'") from None
+        return steps
+
+    @property
+    def front_target(self) -> float:
+        return 0.99 if self.target is None else self.target
+
     def check(self, seed: int) -> SearchSettings:
         """Every check that needs no model, in one place; returns the library's search settings."""
         if self.steps is None:
             raise UsageError("--steps N is required")
-        if self.steps < 1:
+        if min(self.steps_list) < 1:
             raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        several = len(self.steps_list) > 1
+        if not several and (self.target is not None or self.front_plot is not None):
+            raise UsageError("--target and --front-plot need several --steps (e.g. --steps 2,3,4,6)")
+        if several and not 0 < self.front_target <= 1:
+            raise UsageError(f"--target must be a share of the all-steps BLEU in (0, 1], got {self.target}")
+        if several and self.plot is not None:
+            raise UsageError("--plot draws one search; with several --steps use --front-plot")
         shots = self.shot_count
         if shots is not None and shots < 1:
             raise UsageError(f"--shots must be a positive number or 'all', got {self.shots}")
@@ -88,15 +118,18 @@ class SearchConfig(FairseqDataclass):
                 require_scikit_optimize()
         except SearchError as e:
             raise UsageError(str(e)) from None
-        for flag, path in (("--output", self.output), ("--log", self.log_path), ("--plot", self.plot)):
+        for flag, path in (("--output", self.output), ("--log", self.log_path), ("--plot", self.plot),
+                           ("--front-plot", self.front_plot)):
             if path is not None:
                 _check_writable(flag, path)
-        log_exists = os.path.exists(self.log_path) and os.path.getsize(self.log_path) > 0
-        if log_exists and not self.resume:
-            raise UsageError(f"trial log {self.log_path} already exists; resume it with --resume, remove it "
-                             f"or choose another --log")
-        if log_exists and not os.access(self.log_path, os.R_OK):
-            raise UsageError(f"--resume: cannot read trial log {self.log_path}")
+        logs = [self.log_path_for(n) for n in self.steps_list] if several else [self.log_path]
+        for log in logs:
+            log_exists = os.path.exists(log) and os.path.getsize(log) > 0
+            if log_exists and not self.resume:
+                raise UsageError(f"trial log {log} already exists; resume it with --resume, remove it "
+                                 f"or choose another --log")
+            if log_exists and not os.access(log, os.R_OK):
+                raise UsageError(f"--resume: cannot read trial log {log}")
         return settings
 
 

@@ -8,11 +8,12 @@ anything and the rest (subsets, N against T) right after loading, before any dec
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..errors import UsageError
 from ..schedules import ScheduleError, decoding_record, write_schedule_file
-from ..search import ScheduleSpace, SearchError, SearchResult, plot_trials, run_search
+from ..search import (Front, ScheduleSpace, SearchError, SearchResult, plot_front, plot_trials, run_search,
+                      search_front)
 from .bleu import build_bleu
 from .config import SearchConfig
 from .loading import load_for_decoding, sha256_of
@@ -30,6 +31,7 @@ class SearchReport:
     log: str
     record: Dict[str, Any]  # what was written to the schedule file
     evaluation: Dict[str, Dict[str, float]] = field(default_factory=dict)  # --eval-subset rows
+    front: Optional[Front] = None  # with several --steps
 
 
 def tune(cfg, search: SearchConfig) -> SearchReport:
@@ -38,7 +40,7 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
     loaded = load_for_decoding(cfg)
     T = loaded.model.diffusion.num_timesteps
     try:
-        space = ScheduleSpace(T, search.steps, search.free_first_step)
+        spaces = {n: ScheduleSpace(T, n, search.free_first_step) for n in search.steps_list}
     except ScheduleError as e:
         raise UsageError(f"--steps: {e}") from None
     subset = cfg.dataset.gen_subset
@@ -80,9 +82,17 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
     logger.info(f"searching {search.steps} steps of T = {T} on {len(shot_ids)} sentences of '{subset}' "
                 f"({settings.strategy}, budget {settings.budget} evaluations, {replicates} noise draw(s): "
                 f"{replicates_why}; {bleu.signature})")
+    front = None
     try:
-        result = run_search(objective, space, settings, log_path=search.log_path, config=config,
-                            resume=search.resume, progress=not cfg.common.no_progress_bar)
+        if len(spaces) == 1:
+            space = next(iter(spaces.values()))
+            result = run_search(objective, space, settings, log_path=search.log_path, config=config,
+                                resume=search.resume, progress=not cfg.common.no_progress_bar)
+        else:
+            front = search_front(objective, T, list(spaces), settings, target=search.front_target,
+                                 log_path=search.log_path_for, config=config, resume=search.resume,
+                                 free_first_step=search.free_first_step, progress=not cfg.common.no_progress_bar)
+            result, space = front.chosen.result, spaces[front.chosen.steps]
     except SearchError as e:
         raise UsageError(str(e)) from None
 
@@ -107,9 +117,12 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
         "optimiser_s": round(result.optimiser_s, 3),
         "decoding": decoding,
     }
+    if front is not None:
+        record.update(front_record(front))
     # Written as soon as the search ends, so nothing after it can lose the result.
     write_schedule_file(search.output, result.best_schedule, **record)
-    report = SearchReport(result, search.output, search.log_path, record)
+    log = search.log_path if front is None else search.log_path_for(front.chosen.steps)
+    report = SearchReport(result, search.output, log, record, front=front)
     if eval_dataset is not None:
         eval_objective = loaded.objective(eval_dataset, range(len(eval_dataset)), bleu, seed=seed,
                                           schedules_per_batch=search.schedules_per_batch)
@@ -119,4 +132,19 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
         write_schedule_file(search.output, result.best_schedule, **record)
     if search.plot:
         plot_trials(result.trials, space, search.plot)
+    if search.front_plot:
+        plot_front(front, search.front_plot)
     return report
+
+
+def front_record(front: Front) -> Dict[str, Any]:
+    """The front, as the schedule file records it beside the chosen N's schedule."""
+    return {
+        "target": front.target,
+        "target_met": front.target_met,
+        "all_steps": {"timesteps": list(front.reference_schedule.timesteps), "bleu": front.reference_bleu},
+        "front": [{"steps": p.steps, "timesteps": list(p.result.best_schedule.timesteps), "bleu": p.result.best_bleu,
+                   "share": p.share, "uniform_timesteps": list(p.result.baseline_schedule.timesteps),
+                   "uniform_bleu": p.result.baseline_bleu, "uniform_share": p.uniform_share,
+                   "evaluations": p.result.evaluations} for p in front.points],
+    }
