@@ -119,5 +119,5 @@ def test_unsupported_rdm_option_in_a_checkpoint_is_one_line(toy_data, checkpoint
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "fairseq-tp: error: this checkpoint uses relative position embeddings (--encoder-use-rpe), "
-        "which fairseq_tp does not support")
+        "fairseq-tp: error: --encoder-use-rpe (relative position embeddings) is not supported by fairseq_tp, "
+        "in training or in a checkpoint")

@@ -32,11 +32,12 @@ def build_diffusion(diffusion_type: str, num_timesteps: int, vocab_size: int, *,
                                          reweighting_type=reweighting_type)
     if diffusion_type == "multinomial":
         return MultinomialDiffusion(num_timesteps, vocab_size, **ids, noise_scheduler_type=noise_scheduler_type,
-                                    decoder_loss_type=decoder_loss_type, lambda_direct_xentropy=lambda_direct_xentropy)
+                                    decoder_loss_type=decoder_loss_type, lambda_direct_xentropy=lambda_direct_xentropy,
+                                    not_diffusing_special_sym=not_diffusing_special_sym)
     if diffusion_type == "reparam-multinomial":
         return ReparamMultinomialDiffusion(num_timesteps, vocab_size, **ids, noise_scheduler_type=noise_scheduler_type,
                                            reweighting_type=reweighting_type, noise_distribution=noise_distribution,
-                                           vocab_count=vocab_count)
+                                           vocab_count=vocab_count, not_diffusing_special_sym=not_diffusing_special_sym)
     raise ValueError(f"unknown --diffusion-type '{diffusion_type}' (choose from {', '.join(DIFFUSION_TYPES)})")
 
 

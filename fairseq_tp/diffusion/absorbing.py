@@ -16,6 +16,8 @@ REWEIGHTING_TYPES = ("linear", "reciprocal", "none")
 
 
 class AbsorbingDiffusion(DiscreteDiffusion):
+    rdm_step_offset = 1  # RDM's absorbing step is t + 1
+
     def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
                  not_diffusing_special_sym=False, lambda_direct_xentropy=-1.0):
         super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask)
@@ -42,6 +44,20 @@ class AbsorbingDiffusion(DiscreteDiffusion):
         if self.not_diffusing_special_sym:
             masked &= self.non_special(x0)
         return {"x_t": x0.masked_fill(masked, self.mask), "masked": masked}
+
+    def corrupt_coupled(self, x0, t1, t2):
+        hi, lo = torch.maximum(t1, t2), torch.minimum(t1, t2)
+        u1, u2 = torch.rand(x0.shape, device=x0.device), torch.rand(x0.shape, device=x0.device)
+        masked_hi = u1 < self.mask_probability(hi).float().unsqueeze(-1)
+        # Nested: a position masked at hi stays masked at lo unless q(x_lo | x_hi, x0) unmasks it,
+        # with probability (hi - lo) / (hi + 1); at hi = lo an independent draw (as RDM).
+        stays = u2 > self.unmask_probability(hi, lo).float().unsqueeze(-1)
+        independent = u2 < self.mask_probability(lo).float().unsqueeze(-1)
+        masked_lo = torch.where((hi == lo).unsqueeze(-1), independent, masked_hi & stays)
+        masked = torch.cat([masked_hi, masked_lo])
+        if self.not_diffusing_special_sym:
+            masked &= self.non_special(x0).repeat(2, 1)
+        return {"x_t": x0.repeat(2, 1).masked_fill(masked, self.mask), "masked": masked}, torch.cat([hi, lo])
 
     # -- training loss ------------------------------------------------------
     def reweighting(self, t: torch.Tensor) -> torch.Tensor:

@@ -64,9 +64,22 @@ class DiffusionProcess(nn.Module):
 
 
 class DiscreteDiffusion(DiffusionProcess):
+    # RDM counts the step its default reverse step works with from 1 for absorbing models and from 0
+    # for multinomial ones; --decoding-time-difference shifts that number, so the offset matters.
+    rdm_step_offset = 0
+    # RDM's adaptive decoding re-spaces each sentence's steps (uniform over min(words, K) passes)
+    # for the multinomial families only; absorbing ones just stop early.
+    adaptive_step_sizes = False
+
     # -- training -----------------------------------------------------------
     def corrupt(self, x0: torch.Tensor, t: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Draw x_t ~ q(x_t | x0); returns at least ``x_t`` plus what :meth:`loss` needs."""
+        raise NotImplementedError
+
+    def corrupt_coupled(self, x0: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor):
+        """RDM's ``--q-sample-mode coupled``: (corrupted, t) for the batch twice, first at
+        hi = max(t1, t2) from q(x_hi | x0), then at lo = min(t1, t2) from q(x_lo | x_hi, x0)
+        (an independent draw from q(x_lo | x0) where hi = lo)."""
         raise NotImplementedError
 
     def loss(self, logits, x0, corrupted, t, weight, label_smoothing: float) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -118,10 +131,27 @@ class DiscreteDiffusion(DiffusionProcess):
         log_x0 = self.x0_log_probs(logits, state.tokens, non_special)
         strategy = options.reparam
         if strategy is None:
+            t, s = self.shifted_times(t, s, options.time_difference)
             return self.default_step(state, log_x0, t, s, non_special, options, rng)
         cur_scores, cur_tokens = pick_tokens(log_x0, options, rng)
         noise = self.noise_tokens(state.tokens, t, s, rng)
         return reparam_route(state, cur_scores, cur_tokens, noise, non_special, strategy.rate(progress), strategy, rng)
+
+
+    def shifted_times(self, t: torch.Tensor, s: torch.Tensor, difference: int):
+        """``--decoding-time-difference D`` (Bit Diffusion's asymmetric interval), for any schedule:
+        the reverse step from t to s keeps its size h = t - s but starts from a smaller time,
+        RDM's step number n (t + rdm_step_offset) becoming max(n - D, floor(1.5 h)), capped at T - 1;
+        the last step (s = -1) is unchanged.  Only the posterior moves; the network still sees t.
+        For uniform:K, h is RDM's step size, so this is RDM's arithmetic."""
+        if not difference:
+            return t, s
+        h = t - s
+        offset = self.rdm_step_offset
+        moved = torch.maximum(t + offset - difference, torch.div(3 * h, 2, rounding_mode="floor")) - offset
+        moved = moved.clamp(max=self.num_timesteps - 1)
+        t_new = torch.where(s >= 0, moved, t)
+        return t_new, t_new - h
 
 
 def mean_log_prob_over_vocabulary(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -177,6 +177,9 @@ class ContinuousDiffusion(DiffusionProcess):
         if options.reparam is not None:
             raise ValueError(f"--decoding-strategy {options.strategy} is for discrete diffusion; continuous "
                              f"models decode with --continuous-sampler ddim|ddpm")
+        if options.time_difference or options.temperature_annealing:
+            raise ValueError("--decoding-time-difference and --temperature-annealing are RDM's, for discrete "
+                             "diffusion; continuous models decode with --continuous-sampler ddim|ddpm")
 
     def reverse_step(self, state, prediction: X0Prediction, t, s, progress, options, rng):
         """x_t -> x_s for every row (s = -1: x0_hat); at the last pass tokens and scores round x0_hat."""

@@ -1,5 +1,6 @@
 """Decoding pieces shared by every process: options, state, randomness, token
 picking and the reparameterised (RDM) top-k routing."""
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -49,6 +50,27 @@ class ReparamStrategy:
         return torch.cos(progress * (math.pi * 0.5))
 
 
+def annealed_temperature(index: int, passes: int) -> float:
+    """RDM's annealing, 0.5 at the first pass down to 0.45 at the last; one pass (where RDM divides
+    by zero) gets 0.5, the first pass's value."""
+    return 0.5 - 0.05 * (index / (passes - 1) if passes > 1 else 0.0)
+
+
+def check_rdm_decoding(strategy, time_difference, annealing: bool, argmax: bool, temperature: float) -> None:
+    """One-line ValueErrors for RDM's decoding options where RDM would silently do nothing."""
+    if isinstance(time_difference, bool) or not isinstance(time_difference, int) or time_difference < 0:
+        raise ValueError(f"--decoding-time-difference must be a non-negative integer, got {time_difference}")
+    if time_difference and strategy is not None:
+        raise ValueError("--decoding-time-difference applies to --decoding-strategy default only "
+                         "(RDM's reparam strategies never read it)")
+    if annealing and argmax:
+        raise ValueError("--temperature-annealing sets the sampling temperature, and --argmax-decoding "
+                         "samples nothing: drop one of them")
+    if annealing and temperature != 1.0:
+        raise ValueError("--temperature-annealing sets the temperature of every pass itself (RDM ignores "
+                         f"--temperature then): drop --temperature {temperature}")
+
+
 def check_continuous_options(sampler: str, eta: float, mbr_samples: int) -> None:
     """One-line ValueErrors for the continuous models' and MBR's option values."""
     if sampler not in CONTINUOUS_SAMPLERS:
@@ -72,14 +94,25 @@ class DecodingOptions:
     clamp_to_embeddings: bool = False
     # any model: decode this many samples per sentence and keep the MBR choice
     mbr_samples: int = 1
+    # RDM's --decoding-time-difference (Bit Diffusion's asymmetric time interval; default strategy only)
+    time_difference: int = 0
+    # RDM's --temperature-annealing: sampling temperature 0.5 - 0.05 * i / (N - 1) at pass i of N
+    temperature_annealing: bool = False
 
     def __post_init__(self):
-        ReparamStrategy.parse(self.strategy)
+        parsed = ReparamStrategy.parse(self.strategy)
         if self.rate_from not in RATE_SOURCES:
             raise ValueError(f"unknown denoising rate source '{self.rate_from}' (choose from {', '.join(RATE_SOURCES)})")
         if not self.argmax and self.temperature <= 0:
             raise ValueError(f"--temperature must be positive when sampling, got {self.temperature}")
         check_continuous_options(self.continuous_sampler, self.ddim_eta, self.mbr_samples)
+        check_rdm_decoding(parsed, self.time_difference, self.temperature_annealing, self.argmax, self.temperature)
+
+    def for_pass(self, index: int, passes: int) -> "DecodingOptions":
+        """The options of pass ``index`` of ``passes``: annealing fixes that pass's temperature."""
+        if not self.temperature_annealing:
+            return self
+        return dataclasses.replace(self, temperature=annealed_temperature(index, passes), temperature_annealing=False)
 
     @property
     def continuous_defaults(self) -> bool:
@@ -100,6 +133,26 @@ class DecodeState:
     x: Optional[torch.Tensor] = None  # [B, L, D] continuous models' x_t in embedding space
     # continuous models between passes: the last x0 estimate (an X0Prediction), rounded only on demand
     prediction: Optional[object] = None
+
+    def rows(self, index: torch.Tensor) -> "DecodeState":
+        """The state of rows ``index`` (discrete models: tokens, scores, noisy)."""
+        return DecodeState(self.tokens[index], self.scores[index], self.noisy[index])
+
+    def with_rows(self, index: torch.Tensor, part: "DecodeState") -> "DecodeState":
+        """A copy whose rows ``index`` are ``part``."""
+        tokens, scores, noisy = self.tokens.clone(), self.scores.clone(), self.noisy.clone()
+        tokens[index], scores[index], noisy[index] = part.tokens, part.scores.type_as(scores), part.noisy
+        return DecodeState(tokens, scores, noisy)
+
+
+def rdm_uniform_step(index: int, passes: torch.Tensor, num_timesteps: int):
+    """Per row, the 0-based timestep and target of pass ``index`` of a ``uniform:passes[row]``
+    schedule (RDM's batched spacing for adaptive decoding, the same as ``Schedule.uniform``)."""
+    size = torch.div(num_timesteps, passes, rounding_mode="floor")
+    longer = num_timesteps - size * passes  # the first ``longer`` passes stride size + 1
+    stride = torch.where(index < longer, size + 1, size)
+    step = torch.where(index < longer, num_timesteps - index * stride, num_timesteps - longer - index * size)
+    return step - 1, step - 1 - stride
 
 
 class RandomSource:

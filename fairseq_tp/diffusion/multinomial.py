@@ -16,12 +16,22 @@ from .decoding import DecodeState, apply_routing, pick_tokens, sample_categorica
 from .noise import log1mexp, log_alpha_bar, log_sub_exp
 
 SPECIAL_LOG_PROB = -30.0  # RDM's stand-in for log 0 on pad/bos/eos
+SPECIALS_REQUIRED = ("--diffusion-type multinomial needs --not-diffusing-special-sym in training (RDM asserts "
+                     "it: diffusing pad/bos/eos ruins vanilla multinomial models)")
 
 
 class MultinomialDiffusion(DiscreteDiffusion):
+    adaptive_step_sizes = True
+    # RDM asserts --not-diffusing-special-sym for vanilla multinomial training; the reparameterised
+    # variant trains without it too, noising pad/bos/eos.
+    requires_not_diffusing_special_sym = True
+
     def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
-                 noise_scheduler_type="cosine", decoder_loss_type="orig", lambda_direct_xentropy=-1.0):
+                 noise_scheduler_type="cosine", decoder_loss_type="orig", lambda_direct_xentropy=-1.0,
+                 not_diffusing_special_sym=True):
         super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask)
+        # Read only in training (as RDM); vanilla multinomial requires it there (RDM asserts it).
+        self.not_diffusing_special_sym = not_diffusing_special_sym
         if decoder_loss_type not in ("orig", "simple"):
             raise ValueError(f"unknown --decoder-loss-type '{decoder_loss_type}' (choose from orig, simple)")
         self.decoder_loss_type = decoder_loss_type
@@ -79,13 +89,55 @@ class MultinomialDiffusion(DiscreteDiffusion):
             unnormed = torch.where(to_x0, log_x0, log_marginal_s + self.transition(log_xt, t, s, non_special))
         return torch.log_softmax(unnormed, dim=-1)
 
+    def check_training(self):
+        if self.requires_not_diffusing_special_sym and not self.not_diffusing_special_sym:
+            raise ValueError(SPECIALS_REQUIRED)
+
+    def noise_probs(self) -> torch.Tensor:
+        """The noise distribution tokens are drawn from, pad/bos/eos at 0 (RDM gives them log-prob -30)."""
+        return self.noise_log_prob.exp().index_fill(0, torch.tensor(self.special_ids, device=self.noise_log_prob.device), 0.0)
+
+    def _draw_noise(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.multinomial(self.noise_probs(), like.numel(), replacement=True).view_as(like)
+
+    def _protected(self, x0):
+        """Positions that keep x0 whatever t is: pad/bos/eos with --not-diffusing-special-sym.
+        Without it RDM noises them too, and as x0 itself then has log-prob -30, they always
+        become a noise token."""
+        special = ~self.non_special(x0)
+        return special if self.not_diffusing_special_sym else torch.zeros_like(special)
+
     def corrupt(self, x0, t):
         """Draws x_t ~ q(x_t | x0) as "keep x0 with probability abar_t, else a noise token": the
         same law as ``marginal`` without its [B, L, V] tensors, which cost more than the network."""
+        self.check_training()
         keep = torch.rand(x0.shape, device=x0.device) < self.log_abar(t).view(-1, 1).exp()
-        noise_probs = self.noise_log_prob.exp().index_fill(0, torch.tensor(self.special_ids, device=x0.device), 0.0)
-        noise = torch.multinomial(noise_probs, x0.numel(), replacement=True).view_as(x0)
-        return {"x_t": torch.where(keep | ~self.non_special(x0), x0, noise)}
+        keep = (keep & self.non_special(x0)) | self._protected(x0)
+        return {"x_t": torch.where(keep, x0, self._draw_noise(x0))}
+
+    def sample_posterior(self, x0, x_t, t, s):
+        """x_s ~ q(x_s | x_t, x0) for 0 <= s < t, drawn as the mixture the exact posterior is
+        (noise n, a = abar_t / abar_s): (a - abar_t) [x_s = x_t] + (abar_s - abar_t) [x_s = x0]
+        + (1 - a)(1 - abar_s) n(x_s), with abar_t / n(x0) more on x0 where x_t = x0.  x0 = pad/bos/eos
+        (log-prob -30 in RDM) gets no weight; protected positions keep x0."""
+        abar_t, abar_s = self.log_abar(t).view(-1, 1).double().exp(), self.log_abar(s).view(-1, 1).double().exp()
+        a = abar_t / abar_s
+        n0 = self.noise_probs().double()[x0]
+        special = ~self.non_special(x0)
+        same = x_t.eq(x0)
+        w_xt = (a - abar_t).expand_as(n0)
+        w_x0 = (abar_s - abar_t) + torch.where(same, abar_t / n0.clamp(min=1e-300), torch.zeros_like(n0))
+        w_x0 = w_x0.masked_fill(special, 0.0)
+        w_noise = ((1 - a) * (1 - abar_s)).expand_as(n0)
+        u = torch.rand(x0.shape, device=x0.device, dtype=torch.float64) * (w_xt + w_x0 + w_noise)
+        drawn = torch.where(u < w_xt, x_t, torch.where(u < w_xt + w_x0, x0, self._draw_noise(x0)))
+        return torch.where(self._protected(x0), x0, drawn)
+
+    def corrupt_coupled(self, x0, t1, t2):
+        hi, lo = torch.maximum(t1, t2), torch.minimum(t1, t2)
+        x_hi = self.corrupt(x0, hi)["x_t"]
+        x_lo = torch.where((hi == lo).unsqueeze(-1), self.corrupt(x0, lo)["x_t"], self.sample_posterior(x0, x_hi, hi, lo))
+        return {"x_t": torch.cat([x_hi, x_lo])}, torch.cat([hi, lo])
 
     # -- training loss ------------------------------------------------------
     def loss(self, logits, x0, corrupted, t, weight, label_smoothing):
@@ -138,9 +190,11 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
     x0 with probability (abar_s - abar_t) / (1 - abar_t)) and the start tokens.
     """
 
+    requires_not_diffusing_special_sym = False
+
     def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
                  noise_scheduler_type="cosine", reweighting_type="linear",
-                 noise_distribution="uniform", vocab_count=None):
+                 noise_distribution="uniform", vocab_count=None, not_diffusing_special_sym=False):
         check_reweighting(reweighting_type)
         if noise_distribution not in ("uniform", "unigram"):
             raise ValueError(f"unknown --noise-distribution '{noise_distribution}' (choose from uniform, unigram)")
@@ -149,7 +203,8 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
         self.reweighting_type = reweighting_type
         self._noise_weights = (torch.tensor(vocab_count, dtype=torch.float) if noise_distribution == "unigram"
                                else torch.ones(vocab_size))
-        super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask, noise_scheduler_type)
+        super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask, noise_scheduler_type,
+                         not_diffusing_special_sym=not_diffusing_special_sym)
 
     def register_noise(self):
         weights = self._noise_weights.clone()
@@ -175,12 +230,12 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
         return torch.logaddexp(log_route + log_x0, log1mexp(log_route) + noise)
 
     def loss(self, logits, x0, corrupted, t, weight, label_smoothing):
-        non_special = self.non_special(x0)
         clean = corrupted["x_t"].eq(x0)
         masked_logits = logits.masked_fill(self.special_sym_indicator.bool(), SPECIAL_LOG_PROB)
-        # Special positions are never noised, so they are clean and add nothing.
+        # With --not-diffusing-special-sym special positions are clean and add nothing; without it
+        # (RDM) they are noise whose target, pad/bos/eos, the network can only give log-prob ~-30.
         per_position = cross_entropy_per_position(masked_logits, x0)
-        per_sentence = per_position.masked_fill(clean | ~non_special, 0.0).mean(1)
+        per_sentence = per_position.masked_fill(clean | self._protected(x0), 0.0).mean(1)
         nll = mean_in_float(weight * reweight(self.reweighting_type, t, self.num_timesteps) * per_sentence)
         if label_smoothing > 0:
             uniform_term = mean_in_float(weight * mean_log_prob_over_vocabulary(logits, ~clean).mean(1))

@@ -7,6 +7,7 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from ..diffusion.training import check_training_options, note_time_sampler
 from ..errors import UsageError
 
 
@@ -23,12 +24,23 @@ class DiffusionLoss(FairseqCriterion):
             raise UsageError("--label-smoothing applies to discrete diffusion; continuous models train "
                              "DiffuSeq's mse + rounding + tT loss")
         self.label_smoothing = label_smoothing
+        # The criterion exists only in training: RDM's training-only rules are checked here,
+        # before the first batch.
+        cfg = getattr(task, "cfg", None)
+        if cfg is not None and hasattr(cfg, "q_sample_mode"):
+            try:
+                check_training_options(cfg.q_sample_mode, cfg.time_sampler_type, cfg.diffusion_type,
+                                       bool(cfg.not_diffusing_special_sym))
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            note_time_sampler(cfg.time_sampler_type)
 
     def forward(self, model, sample, reduce=True):
         net_input = sample["net_input"]
         out = model(net_input["src_tokens"], net_input["src_lengths"], tgt_tokens=sample["target"])
+        # out["x0"]: the target once per corrupted copy (--q-sample-mode)
         word_loss, word_nll = model.diffusion.loss(
-            out["logits"], sample["target"], out["corrupted"], out["t"], out["weight"], self.label_smoothing)
+            out["logits"], out["x0"], out["corrupted"], out["t"], out["weight"], self.label_smoothing)
         length_nll = F.cross_entropy(out["length_logits"].float(), out["length_target"])
         factor = model.decoder.length_loss_factor
         loss = word_loss + factor * length_nll

@@ -7,6 +7,10 @@ The diffusion process owns the decoding state (tokens, and for continuous
 models the embedding-space x_t) and the reverse step; this loop only feeds
 the decoder.  With ``--mbr-samples K`` every sentence is decoded K times
 (adjacent rows, different noise) and the minimum-Bayes-risk sample is kept.
+
+``adaptive`` is RDM's decoding without ``--iter-decode-force-max-iter``: a sentence stops after
+pass i once i + 1 >= its number of words, and multinomial families space each sentence's steps
+uniformly over min(words, K) passes (RDM's per-sentence step sizes).
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -14,6 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ..diffusion import DecodingOptions, RandomSource
+from ..diffusion.decoding import rdm_uniform_step
 from ..schedules import Schedule
 
 
@@ -29,9 +34,15 @@ class Encoded:
 
 class DiffusionGenerator:
     def __init__(self, tgt_dict, schedule: Schedule, options: DecodingOptions, beam_size: int = 1,
-                 retain_history: bool = False):
+                 retain_history: bool = False, beam_within_length: int = 1, return_all_cands: bool = False,
+                 adaptive: bool = False):
         if beam_size < 1:
             raise ValueError(f"--iter-decode-with-beam must be at least 1, got {beam_size}")
+        if beam_within_length < 1:
+            raise ValueError(f"--beam-within-length must be at least 1, got {beam_within_length}")
+        self.beam_within_length = beam_within_length
+        self.return_all_cands = return_all_cands
+        self.adaptive = adaptive
         self.tgt_dict = tgt_dict
         self.pad = tgt_dict.pad()
         self.eos = tgt_dict.eos()
@@ -59,10 +70,12 @@ class DiffusionGenerator:
         encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
         # <bos>, <eos> and at least one token, as RDM.
         lengths = model.decoder.predict_length(encoder_out).clamp(min=3)
-        batch_size, beam = src_tokens.size(0), self.beam_size
+        batch_size, beam = src_tokens.size(0), self.beam_size * self.beam_within_length
         if beam > 1:
-            offsets = torch.arange(beam, device=lengths.device) - beam // 2
-            lengths = (lengths[:, None] + offsets[None, :]).view(-1).clamp(min=3)
+            # RDM's order per sentence: the length beam, repeated --beam-within-length times.
+            offsets = torch.arange(self.beam_size, device=lengths.device) - self.beam_size // 2
+            lengths = (lengths[:, None] + offsets[None, :]).repeat(1, self.beam_within_length)
+            lengths = lengths.view(-1).clamp(min=3)
             order = torch.arange(batch_size, device=lengths.device).repeat_interleave(beam)
             encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
         return Encoded(encoder_out, lengths, batch_size, beam)
@@ -91,15 +104,52 @@ class DiffusionGenerator:
         state = diffusion.initial_state(lengths, int(lengths.max()), rng)
         history = [state.tokens.clone()] if self.retain_history else None
         passes = steps.pop()
+        if self.adaptive:
+            if groups > 1 or rng.generators:
+                raise ValueError("adaptive decoding decodes one schedule with fairseq's global RNG")
+            state, passes = self._decode_adaptive(model, encoder_out, state, timesteps, targets, passes, history, rng)
+            return [self._finalize(state, history, 0, rows, encoded, passes)]
         for i in range(passes):
             t, s = timesteps[:, i], targets[:, i]
             progress = self._progress(i, passes, s, diffusion.num_timesteps)
             # Logits for discrete models, an X0Prediction for continuous ones (x_t is state.x).
             output = model.decoder(state.tokens, encoder_out, diffusion.network_time_at_decoding(t), x_t=state.x)
-            state = diffusion.reverse_step(state, output, t, s, progress, self.options, rng)
+            state = diffusion.reverse_step(state, output, t, s, progress, self.options.for_pass(i, passes), rng)
             if history is not None:
                 history.append(diffusion.visible_tokens(state).clone())
-        return [self._finalize(state, history, g * rows, rows, encoded, passes) for g in range(groups)]
+        return [self._finalize(state, history, g * rows, rows, encoded, [passes] * (rows * groups))
+                for g in range(groups)]
+
+    def _decode_adaptive(self, model, encoder_out, state, timesteps, targets, passes, history, rng):
+        """RDM's early stop; returns the final state and each row's number of passes."""
+        diffusion = model.diffusion
+        rows = state.tokens.size(0)
+        active = torch.ones(rows, dtype=torch.bool, device=state.tokens.device)
+        done_after = [passes] * rows
+        for i in range(passes):
+            index = active.nonzero().squeeze(1)
+            part = state.rows(index)
+            if diffusion.adaptive_step_sizes:
+                words = diffusion.non_special(part.tokens).sum(1)
+                t, s = rdm_uniform_step(i, words.clamp(max=passes).clamp(min=1), diffusion.num_timesteps)
+            else:
+                t, s = timesteps[index, i], targets[index, i]
+            progress = self._progress(i, passes, s, diffusion.num_timesteps)
+            output = model.decoder(part.tokens, model.encoder.reorder_encoder_out(encoder_out, index),
+                                   diffusion.network_time_at_decoding(t))
+            part = diffusion.reverse_step(part, output, t, s, progress, self.options.for_pass(i, passes), rng)
+            state = state.with_rows(index, part)
+            if history is not None:
+                history.append(state.tokens.clone())
+            finished = i + 1 >= diffusion.non_special(part.tokens).sum(1)  # RDM counts the words after the pass
+            if i + 1 == passes:
+                finished = torch.ones_like(finished)
+            for row in index[finished].tolist():
+                done_after[row] = i + 1
+            active[index[finished]] = False
+            if not active.any():
+                break
+        return state, done_after
 
     def _progress(self, index, passes, s, num_timesteps):
         """How far decoding is after this pass; drives the reparameterised denoising rate."""
@@ -107,13 +157,14 @@ class DiffusionGenerator:
             return 1 - (s.double() + 1) / num_timesteps
         return torch.full(s.shape, (index + 1) / passes, dtype=torch.float64, device=s.device)
 
-    def _finalize(self, state, history, start, rows, encoded: Encoded, passes):
+    def _finalize(self, state, history, start, rows, encoded: Encoded, passes: List[int]):
+        """``passes[row]``: the decoder passes row ``row`` ran (its history has one state more)."""
         hypos = []
         for row in range(start, start + rows):
             keep = state.tokens[row].ne(self.pad)
             scores = state.scores[row][keep]
             hypo = {
-                "steps": passes,
+                "steps": passes[row],
                 "tokens": state.tokens[row][keep],
                 "positional_scores": scores,
                 "score": scores.mean(),
@@ -121,11 +172,13 @@ class DiffusionGenerator:
                 "alignment": None,
             }
             if history is not None:
-                hypo["history"] = [{"tokens": h[row][h[row].ne(self.pad)]} for h in history]
+                hypo["history"] = [{"tokens": h[row][h[row].ne(self.pad)]} for h in history[:passes[row] + 1]]
             hypos.append(hypo)
         per_sentence = encoded.beam * self.options.mbr_samples
         if per_sentence == 1:
             return [[h] for h in hypos]
+        if self.return_all_cands:
+            return [hypos[i * per_sentence:(i + 1) * per_sentence] for i in range(encoded.batch_size)]
         best = []
         for i in range(encoded.batch_size):
             candidates = hypos[i * per_sentence:(i + 1) * per_sentence]

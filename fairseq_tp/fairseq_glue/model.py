@@ -22,15 +22,19 @@ from fairseq.models.transformer import Embedding, TransformerDecoderBase, Transf
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
 from ..diffusion import X0Prediction, build_diffusion
+from ..diffusion.training import copies, training_draw
 from ..errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-# RDM options this model cannot honour: refuse rather than decode differently.
+# RDM options this model cannot honour: refused (training, or a checkpoint that has them set)
+# rather than trained or decoded differently.
 UNSUPPORTED = {
-    "encoder_use_rpe": "relative position embeddings (--encoder-use-rpe)",
-    "decoder_use_rpe": "relative position embeddings (--decoder-use-rpe)",
-    "src_embedding_copy": "--src-embedding-copy",
+    "encoder_use_rpe": "--encoder-use-rpe (relative position embeddings) is not supported by fairseq_tp, "
+                       "in training or in a checkpoint",
+    "decoder_use_rpe": "--decoder-use-rpe (relative position embeddings) is not supported by fairseq_tp, "
+                       "in training or in a checkpoint",
+    "src_embedding_copy": "--src-embedding-copy is not supported: RDM's model asserts it off in training",
 }
 
 
@@ -164,11 +168,12 @@ class DiffusionTransformerDecoder(TransformerDecoderBase):
 class DiffusionTransformerModel(FairseqNATModel):
     def __init__(self, args, encoder, decoder):
         super().__init__(args, encoder, decoder)
-        for option, what in UNSUPPORTED.items():
+        for option, why in UNSUPPORTED.items():
             if getattr(self.args, option, False):
-                raise UsageError(f"this checkpoint uses {what}, which fairseq_tp does not support")
+                raise UsageError(why)
         if getattr(self.args, "scale_attn_masking", False):
-            logger.warning("--scale-attn-masking is ignored (RDM's decoding never applies it either)")
+            logger.warning("--scale-attn-masking has no effect, as in RDM (its decoder is never given the "
+                           "mask the option needs)")
         tgt = self.tgt_dict
         self.diffusion = build_diffusion(
             self.args.diffusion_type, self.args.num_diffusion_timesteps, len(tgt),
@@ -211,6 +216,17 @@ class DiffusionTransformerModel(FairseqNATModel):
         parser.add_argument("--sg-length-pred", action="store_true",
                             help="stop gradients from the length predictor into the encoder")
         parser.add_argument("--length-loss-factor", type=float, help="weight of the length prediction loss")
+        # RDM's other model options, with its names and defaults.  Its *-concat-pe flags are
+        # store_true with default True: always on there, and so here (pe_fusion_ffn).
+        for side in ("encoder", "decoder"):
+            parser.add_argument(f"--{side}-concat-pe", action="store_true", default=True,
+                                help="concatenate positional embeddings to token embeddings (always on, as RDM)")
+            parser.add_argument(f"--{side}-use-rpe", action="store_true", default=False,
+                                help="RDM's T5-style relative position biases: refused (not supported)")
+            parser.add_argument(f"--{side}-rpe-num-buckets", type=int, default=64,
+                                help="buckets of the relative position biases (only with --*-use-rpe)")
+        parser.add_argument("--src-embedding-copy", action="store_true",
+                            help="RDM's option, which its training asserts off: refused")
 
     @classmethod
     def build_encoder(cls, cfg, src_dict, embed_tokens):
@@ -228,19 +244,25 @@ class DiffusionTransformerModel(FairseqNATModel):
 
     def forward(self, src_tokens, src_lengths, prev_output_tokens=None, tgt_tokens=None, **unused):
         """Training pass: corrupt the target at random timesteps and denoise it."""
+        mode = getattr(self.args, "q_sample_mode", "default")
+        x0, n = tgt_tokens, copies(mode)
+        if n > 1:
+            # RDM encodes the batch once per copy (each its own dropout) and predicts lengths for all.
+            src_tokens, src_lengths = src_tokens.repeat(n, 1), src_lengths.repeat(n)
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
-        t, weight = self.diffusion.sample_time(tgt_tokens.size(0), tgt_tokens.device)
         # RDM feeds the 0-based t while training, for every family.
         if self.diffusion.continuous:
+            t, weight = self.diffusion.sample_time(tgt_tokens.size(0), tgt_tokens.device)
             positions = tgt_tokens.ne(self.tgt_dict.pad())
             corrupted = self.diffusion.corrupt(self.decoder.embed_tokens(tgt_tokens), t, positions)
             output = self.decoder(tgt_tokens, encoder_out, t, x_t=corrupted["x_t"])
         else:
-            corrupted = self.diffusion.corrupt(tgt_tokens, t)
+            corrupted, t, weight = training_draw(self.diffusion, x0, mode)
+            tgt_tokens = x0.repeat(n, 1)
             output = self.decoder(corrupted["x_t"], encoder_out, t)
         return {
             # logits [B, L, V], or an X0Prediction for continuous models: what diffusion.loss reads
-            "logits": output, "corrupted": corrupted, "t": t, "weight": weight,
+            "logits": output, "corrupted": corrupted, "t": t, "weight": weight, "x0": tgt_tokens,
             "length_logits": self.decoder.length_logits(encoder_out),
             "length_target": self.decoder.length_target(encoder_out, tgt_tokens),
         }
@@ -285,3 +307,4 @@ diffusion_transformer_iwslt = _preset("diffusion_transformer_iwslt", 512, 1024, 
 diffusion_transformer_wmt = _preset("diffusion_transformer_wmt", 512, 2048, 8)
 diffusion_transformer_qg = _preset("diffusion_transformer_qg", 512, 1024, 8)
 diffusion_transformer_qqp = _preset("diffusion_transformer_qqp", 512, 1024, 8)
+diffusion_transformer_diffuseq = _preset("diffusion_transformer_diffuseq", 768, 3072, 12)

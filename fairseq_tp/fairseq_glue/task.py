@@ -15,6 +15,7 @@ from fairseq import utils
 
 from ..diffusion import CONTINUOUS_SAMPLERS, DIFFUSION_TYPES, DecodingOptions, ReparamStrategy
 from ..diffusion.decoding import RATE_SOURCES, check_continuous_options
+from ..diffusion.training import Q_SAMPLE_MODES, check_training_options
 from ..errors import UsageError
 from ..schedules import Schedule, ScheduleError, ScheduleSpec, decoding_differences, decoding_record
 from . import criterion  # noqa: F401  (registers diffusion_loss, which the task's users name)
@@ -32,7 +33,7 @@ install_ema_loading()
 class DiffusionTranslationConfig(TranslationConfig):
     # the process (stored with the model; RDM's names and meanings)
     diffusion_type: str = field(default="absorbing", metadata={"help": "one of " + ", ".join(DIFFUSION_TYPES)})
-    num_diffusion_timesteps: int = field(default=50, metadata={"help": "number of diffusion timesteps T"})
+    num_diffusion_timesteps: int = field(default=20, metadata={"help": "number of diffusion timesteps T (RDM's default)"})
     noise_scheduler_type: Optional[str] = field(default=None, metadata={
         "help": "noise schedule: cosine, linear, sqrt (default: cosine for multinomial as RDM, sqrt for continuous "
                 "as DiffuSeq)"})
@@ -42,11 +43,28 @@ class DiffusionTranslationConfig(TranslationConfig):
     lambda_direct_xentropy: float = field(default=-1.0, metadata={"help": "weight of an extra plain cross-entropy term"})
     decoder_loss_type: str = field(default="orig", metadata={"help": "multinomial log p(x0|x1) form: orig or simple"})
     timestep_emb_type: str = field(default="sinusoidal", metadata={"help": "timestep embedding: sinusoidal, learnable, none"})
+    scale_attn_masking: bool = field(default=False, metadata={
+        "help": "RDM's option; it has no effect there (its decoder is never given the mask it needs), nor here"})
+    # training-time sampling (RDM's)
+    q_sample_mode: str = field(default="default", metadata={
+        "help": "x_t drawn per sentence: default (one), coupled (two nested, at t1 > t2), multi-sample (two at one "
+                "t), multi-step (two independent t); one of " + ", ".join(Q_SAMPLE_MODES)})
+    time_sampler_type: str = field(default="uniform", metadata={
+        "help": "training timesteps: uniform, or is (RDM's importance sampler, which never leaves uniform)"})
     # decoding (RDM's options, honoured under stock fairseq-generate)
     argmax_decoding: bool = field(default=False, metadata={"help": "take the argmax of p(x0|x_t) instead of sampling"})
     decoding_strategy: str = field(default="default", metadata={
         "help": "default, or reparam-<cond|uncond>-<deterministic|stochasticF>-<linear|cosine>"})
     load_ema_weights: bool = field(default=False, metadata={"help": "decode with the EMA weights (--store-ema)"})
+    decoding_time_difference: int = field(default=0, metadata={
+        "help": "default strategy: start each reverse step of size h = t - s from max(n - D, floor(1.5 h)) "
+                "instead of RDM's step n (Bit Diffusion's asymmetric time interval)"})
+    temperature_annealing: bool = field(default=False, metadata={
+        "help": "when sampling, temperature 0.5 - 0.05 * i / (N - 1) at pass i of N (0.5 for N = 1)"})
+    beam_within_length: int = field(default=1, metadata={
+        "help": "candidates per length (differing by their noise); the best mean score is kept"})
+    return_all_cands: bool = field(default=False, metadata={
+        "help": "output every candidate of the length beam, in RDM's order, instead of the best"})
     # ours
     tp_schedule: Optional[str] = field(default=None, metadata={
         "help": "timesteps to decode at: '49,33,12,0', 'uniform:N', 'cosine:N', 'quadratic:N' or a JSON file "
@@ -86,8 +104,11 @@ class DiffusionTranslationTask(TranslationTask):
                              f"got '{cfg.diffusion_type}'")
         try:
             check_continuous_options(cfg.continuous_sampler, cfg.ddim_eta, cfg.mbr_samples)
+            check_training_options(cfg.q_sample_mode, cfg.time_sampler_type)
         except ValueError as e:
             raise UsageError(str(e)) from None
+        if cfg.beam_within_length < 1:
+            raise UsageError(f"--beam-within-length must be at least 1, got {cfg.beam_within_length}")
 
     @property
     def wants_ema_weights(self) -> bool:
@@ -138,36 +159,49 @@ class DiffusionTranslationTask(TranslationTask):
                                    continuous_sampler=self.cfg.continuous_sampler,
                                    ddim_eta=float(self.cfg.ddim_eta),
                                    clamp_to_embeddings=bool(self.cfg.clamp_to_embeddings),
-                                   mbr_samples=int(self.cfg.mbr_samples))
+                                   mbr_samples=int(self.cfg.mbr_samples),
+                                   time_difference=int(self.cfg.decoding_time_difference),
+                                   temperature_annealing=bool(self.cfg.temperature_annealing))
         except ValueError as e:
             raise UsageError(str(e)) from None
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
         if len(models) > 1:
             raise UsageError("diffusion_translation decodes one model at a time (no ensembles)")
-        num_timesteps = models[0].diffusion.num_timesteps
-        schedule = self.resolve_schedule(num_timesteps, getattr(args, "iter_decode_max_iter", 10))
+        if getattr(args, "iter_decode_with_external_reranker", False):
+            raise UsageError("--iter-decode-with-external-reranker needs an autoregressive reranker as a second "
+                             "--path model, and diffusion_translation decodes one model: not supported")
+        diffusion = models[0].diffusion
+        schedule = self.resolve_schedule(diffusion.num_timesteps, getattr(args, "iter_decode_max_iter", 10))
         options = self.decoding_options(args)
-        if self.schedule_spec is None and not getattr(args, "iter_decode_force_max_iter", False):
-            logger.warning("every step always runs (--iter-decode-force-max-iter is implied); "
-                           "RDM's per-sentence early stop without it is not reproduced")
+        # RDM's adaptive decoding: only for --iter-decode-max-iter (a --tp-schedule runs every step).
+        adaptive = self.schedule_spec is None and not getattr(args, "iter_decode_force_max_iter", False)
+        if adaptive and diffusion.continuous:
+            logger.warning("continuous models run every step (RDM's adaptive early stop is for its discrete "
+                           "families); --iter-decode-force-max-iter is implied")
+            adaptive = False
         if self.schedule_spec is not None and self.schedule_spec.is_file:
             warn_if_decoding_differs(self.schedule_spec, options, getattr(args, "iter_decode_with_beam", 1),
                                      self.cfg.load_ema_weights)
-        logger.info(f"diffusion decoding: {schedule.steps} passes at timesteps {schedule} of T = {num_timesteps}; "
-                    f"{options}")
+        passes = (f"RDM's adaptive decoding: at most {schedule.steps} passes, each sentence stopping after as "
+                  f"many as it has words" if adaptive else f"{schedule.steps} passes at timesteps {schedule}")
+        logger.info(f"diffusion decoding: {passes} of T = {diffusion.num_timesteps}; {options}")
         return self.build_diffusion_generator(models[0], schedule, options,
                                               beam_size=getattr(args, "iter_decode_with_beam", 1),
-                                              retain_history=getattr(args, "retain_iter_history", False))
+                                              retain_history=getattr(args, "retain_iter_history", False),
+                                              adaptive=adaptive)
 
     def build_diffusion_generator(self, model, schedule: Schedule, options: DecodingOptions, beam_size: int = 1,
-                                  retain_history: bool = False) -> DiffusionGenerator:
-        """The generator for ``model``, refusing options its diffusion family cannot honour."""
+                                  retain_history: bool = False, adaptive: bool = False) -> DiffusionGenerator:
+        """The generator for ``model``, refusing options its diffusion family cannot honour;
+        ``--beam-within-length`` and ``--return-all-cands`` come from the task's options."""
         try:
             model.diffusion.check_decoding(options)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        return DiffusionGenerator(self.target_dictionary, schedule, options, beam_size, retain_history)
+        return DiffusionGenerator(self.target_dictionary, schedule, options, beam_size, retain_history,
+                                  beam_within_length=int(self.cfg.beam_within_length),
+                                  return_all_cands=bool(self.cfg.return_all_cands), adaptive=adaptive)
 
 
 def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam: int, ema: bool) -> None:
