@@ -6,10 +6,14 @@
   BLEU4 the RDM and Temporal Pruning papers report -- ``H-`` lines against
   ``T-`` lines, hyphenated compounds split into ``a ##AT##-##AT## b``, then
   fairseq's BLEU on whitespace tokens (as ``fairseq-score``).
+
+Both score from integer sufficient statistics (hypothesis and reference lengths, n-gram matches and
+totals) summed over sentences, so that shares of a corpus scored apart (e.g. on several ranks) and
+summed give exactly the corpus score.
 """
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import List, Sequence
 
 import sacrebleu
 
@@ -44,9 +48,19 @@ class SacreBleu:
         return str(self._metric.get_signature())
 
     def score(self, translations: Sequence[Translation]) -> float:
+        return self.from_statistics(self.statistics(translations))
+
+    def statistics(self, translations: Sequence[Translation]) -> List[int]:
+        """[hyp length, ref length, matches 1-4, totals 1-4] summed over the sentences (sacreBLEU's own)."""
+        if not translations:
+            return [0] * 10
         hyps = [t.detokenized for t in translations]
         refs = [t.reference for t in translations]
-        return float(self._metric.corpus_score(hyps, [refs]).score)
+        per_sentence = self._metric._extract_corpus_statistics(hyps, [refs])
+        return [int(sum(column)) for column in zip(*per_sentence)]
+
+    def from_statistics(self, stats: Sequence[int]) -> float:
+        return float(self._metric._compute_score_from_stats(list(stats)).score)
 
 
 class TokenizedBleu:
@@ -54,16 +68,30 @@ class TokenizedBleu:
     signature = "tokenized"
 
     def score(self, translations: Sequence[Translation]) -> float:
-        from fairseq.data import Dictionary
-        from fairseq.scoring.bleu import BleuConfig, Scorer
+        return self.from_statistics(self.statistics(translations))
 
-        vocab = Dictionary()
-        scorer = Scorer(BleuConfig(pad=vocab.pad(), eos=vocab.eos(), unk=vocab.unk()))
+    def statistics(self, translations: Sequence[Translation]) -> List[int]:
+        """fairseq's BleuStat fields (reflen, predlen, match/count 1-4) summed over the sentences."""
+        vocab, scorer = _fairseq_scorer()
         for t in translations:
             reference = vocab.encode_line(compound_split(t.reference), add_if_not_exist=True)
             hypothesis = vocab.encode_line(compound_split(t.hypothesis), add_if_not_exist=True)
             scorer.add(reference, hypothesis)
+        return [int(getattr(scorer.stat, name)) for name, _ in scorer.stat._fields_]
+
+    def from_statistics(self, stats: Sequence[int]) -> float:
+        _, scorer = _fairseq_scorer()
+        for (name, _), value in zip(scorer.stat._fields_, stats):
+            setattr(scorer.stat, name, value)
         return float(scorer.score())
+
+
+def _fairseq_scorer():
+    from fairseq.data import Dictionary
+    from fairseq.scoring.bleu import BleuConfig, Scorer
+
+    vocab = Dictionary()
+    return vocab, Scorer(BleuConfig(pad=vocab.pad(), eos=vocab.eos(), unk=vocab.unk()))
 
 
 def build_bleu(kind: str):

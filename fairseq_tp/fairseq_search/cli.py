@@ -90,13 +90,26 @@ def parse(argv: List[str]) -> Tuple[object, object]:
 def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
                         level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr)
+    from . import distributed
     try:
         cfg, search = parse(sys.argv[1:] if argv is None else list(argv))
+        if distributed.world() > 1:
+            import torch
+            distributed.start(search.process_group_timeout, torch.cuda.is_available() and not cfg.common.cpu)
         from .tune import tune
         report = tune(cfg, search)
     except UsageError as e:
+        if distributed.world() > 1:
+            distributed.fail(PROG, e.message)
         raise SystemExit(f"{PROG}: error: {e.message}") from None
-    print("\n".join(summary_lines(report)))
+    except Exception as e:  # under torchrun, name the rank that failed and why
+        if distributed.world() > 1:
+            distributed.fail(PROG, f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        distributed.stop()
+    if report is not None:
+        print("\n".join(summary_lines(report)))
 
 
 def summary_lines(report) -> List[str]:

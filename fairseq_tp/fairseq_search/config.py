@@ -51,6 +51,8 @@ class SearchConfig(FairseqDataclass):
         "help": "trial log, one JSON line per evaluation (default: OUTPUT with .trials.jsonl)"})
     resume: bool = field(default=False, metadata={"help": "continue the search recorded in --log"})
     plot: Optional[str] = field(default=None, metadata={"help": "plot BLEU and steps per trial (FILE.png)"})
+    process_group_timeout: float = field(default=1800.0, metadata={
+        "help": "under torchrun: seconds a rank waits for the others before the job fails"})
     eval_subset: Optional[str] = field(default=None, metadata={
         "help": "afterwards decode all of this split with the uniform and the searched schedule"})
 

@@ -6,7 +6,11 @@ together share a batch (stacked schedule-major), and every schedule draws its
 decoding noise from a generator seeded the same way, so two schedules differ
 only by their timesteps.  With ``replicates`` R > 1 a schedule's score is the
 mean BLEU over R noise draws: draw r is the same for every schedule (common
-random numbers) and differs between draws; draw 0 is the noise of R = 1.  Text goes through the same post-processing as
+random numbers) and differs between draws; draw 0 is the noise of R = 1.
+Scores come from BLEU's integer statistics summed over the batches of shots,
+so a process that decodes only some batches (``shard``: one rank of a
+distributed search; batch b belongs to rank b mod world size, keeping its
+global number and so its noise) contributes statistics that sum exactly.  Text goes through the same post-processing as
 fairseq-generate's H-, D- and T- lines.
 """
 import time
@@ -54,15 +58,25 @@ class FewShotBleu:
         self.post_process, self.decode_fn, self.use_cuda = post_process, decode_fn, use_cuda
         self.tgt_dict = generator.tgt_dict
         self.batches = self._batches(max_tokens, batch_size)
+        self.shard = (0, 1)  # (rank, world size): which batches this process decodes in statistics()
         self._encoded: Dict[int, Tuple[dict, Encoded]] = {}
 
     # -- the Objective protocol -------------------------------------------
     def evaluate(self, schedules: Sequence[Schedule]) -> List[Union[float, List[float]]]:
         """BLEU per schedule; with replicates, the list of each draw's BLEU (the search takes the mean)."""
-        if self.replicates == 1:
-            return [self.bleu.score(t) for t in self.translate(schedules)]
+        return self.scores(self.statistics(schedules))
+
+    def statistics(self, schedules: Sequence[Schedule]) -> List[List[int]]:
+        """BLEU statistics per (schedule, noise draw), schedule-major, over this shard's batches."""
+        rank, world = self.shard
+        mine = [b for b in range(len(self.batches)) if b % world == rank]
         runs = [(s, r) for s in schedules for r in range(self.replicates)]
-        scores = [self.bleu.score(t) for t in self._translate_runs(runs)]
+        return [self.bleu.statistics(t) for t in self._translate_runs(runs, mine)]
+
+    def scores(self, statistics: Sequence[Sequence[int]]) -> List[Union[float, List[float]]]:
+        scores = [self.bleu.from_statistics(s) for s in statistics]
+        if self.replicates == 1:
+            return scores
         return [scores[i:i + self.replicates] for i in range(0, len(scores), self.replicates)]
 
     # -- decoding ------------------------------------------------------------
@@ -70,12 +84,14 @@ class FewShotBleu:
         """Per schedule, the shots' translations in sentence-id order (noise draw 0)."""
         return self._translate_runs([(s, 0) for s in schedules])
 
-    def _translate_runs(self, runs: Sequence[Tuple[Schedule, int]]) -> List[List[Translation]]:
-        """Per (schedule, noise draw), the shots' translations in sentence-id order."""
+    def _translate_runs(self, runs: Sequence[Tuple[Schedule, int]], batch_numbers=None) -> List[List[Translation]]:
+        """Per (schedule, noise draw), the translations of the shots in ``batch_numbers`` (default all),
+        in sentence-id order."""
         out: List[Dict[int, Translation]] = [{} for _ in runs]
+        batch_numbers = range(len(self.batches)) if batch_numbers is None else batch_numbers
         for chunk_start in range(0, len(runs), self.schedules_per_batch):
             chunk = list(runs[chunk_start:chunk_start + self.schedules_per_batch])
-            for number in range(len(self.batches)):
+            for number in batch_numbers:
                 sample, encoded = self._encode(number)
                 noise = self._noise(number, [draw for _, draw in chunk])
                 hypos = self.generator.decode(self.model, encoded, [s for s, _ in chunk], noise)
@@ -83,7 +99,7 @@ class FewShotBleu:
                     for row, sentence_hypos in enumerate(per_sentence):
                         translation = self._text(sample, row, sentence_hypos[0])
                         out[chunk_start + g][translation.sentence_id] = translation
-        return [[by_id[i] for i in self.sentence_ids] for by_id in out]
+        return [[by_id[i] for i in self.sentence_ids if i in by_id] for by_id in out]
 
     def timed(self, schedule: Schedule) -> Tuple[float, float]:
         """(BLEU, sentences/s) decoding from scratch, encoder included, as fairseq-generate would."""

@@ -10,10 +10,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+import torch
+
 from ..errors import UsageError
 from ..schedules import ScheduleError, decoding_record, write_schedule_file
 from ..search import (Front, ScheduleSpace, SearchError, SearchResult, plot_front, plot_trials, run_search,
                       search_front)
+from . import distributed
 from .bleu import build_bleu
 from .config import SearchConfig
 from .loading import load_for_decoding, sha256_of
@@ -34,7 +37,8 @@ class SearchReport:
     front: Optional[Front] = None  # with several --steps
 
 
-def tune(cfg, search: SearchConfig) -> SearchReport:
+def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
+    """The search; under torchrun, ranks other than 0 only decode their share and return None."""
     seed = int(cfg.common.seed)
     settings = search.check(seed)
     loaded = load_for_decoding(cfg)
@@ -61,6 +65,11 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
                       f"noise draws")
     objective = loaded.objective(dataset, shot_ids, bleu, seed=seed, schedules_per_batch=search.schedules_per_batch,
                                  replicates=replicates)
+    if distributed.world() > 1:
+        if torch.distributed.get_rank() != 0:
+            distributed.serve(objective)  # until rank 0 has finished searching
+            return None
+        objective = distributed.ShardedObjective(objective)
 
     checkpoint_hash = sha256_of(cfg.common_eval.path)
     decoding = decoding_record(generator.options, generator.beam_size, loaded.task.cfg.load_ema_weights)
@@ -95,6 +104,8 @@ def tune(cfg, search: SearchConfig) -> SearchReport:
             result, space = front.chosen.result, spaces[front.chosen.steps]
     except SearchError as e:
         raise UsageError(str(e)) from None
+    if isinstance(objective, distributed.ShardedObjective):
+        objective.close()  # the rest (evaluation, files) is rank 0's alone
 
     record = {
         "bleu": result.best_bleu,
