@@ -7,6 +7,7 @@ and writes results/PART.json.
     python examples/search_benchmark/benchmark.py search-phase   # 40-evaluation 20-shot search, absorbing, R = 1
     python examples/search_benchmark/benchmark.py strategies     # botorch vs paper vs random, equal budget
     python examples/search_benchmark/benchmark.py paired         # searched vs uniform-4 on test, R = 1 vs R = 4
+    python examples/search_benchmark/benchmark.py distributed    # a full-valid search, 1 process vs torchrun 2
 
 Run it alone on the machine with OMP_NUM_THREADS fixed (it sets torch's threads from --threads).
 """
@@ -184,7 +185,41 @@ def paired(args, work):
     return rows, lines
 
 
-PARTS = {"optimiser": optimiser, "search-phase": search_phase, "strategies": strategies, "paired": paired}
+def distributed(args, work):
+    """A whole-valid-set search of the RDM absorbing fixture as one process and as two torchrun ranks
+    (gloo), one thread each: the search phase (decoding + BLEU + optimiser) from the schedule file."""
+    import shutil
+    import subprocess
+    data, ckpt, _ = MODELS["rdm-absorbing"]
+    rows = []
+    for repeat in range(args.repeats):
+        for ranks in (1, 2):
+            output = Path(work) / f"d{ranks}-{repeat}.json"
+            command = ["fairseq-tp-search", str(data), "--path", str(ckpt), "--cpu", "--no-progress-bar",
+                       "--batch-size", "25", "--steps", "4", "--shots", "all", "--budget", str(args.budget),
+                       "--output", str(output), "--seed", str(repeat + 1), *DETERMINISTIC]
+            if ranks > 1:
+                command = [shutil.which("torchrun"), "--standalone", "--nproc_per_node", str(ranks), "--no-python",
+                           *command]
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            wall = time.perf_counter() - start
+            record = json.loads(output.read_text())
+            rows.append({"ranks": ranks, "repeat": repeat, "search_s": record["elapsed_s"],
+                         "decoding_s": record["model_s"], "optimiser_s": record["optimiser_s"], "wall_s": wall,
+                         "bleu": record["bleu"], "timesteps": record["timesteps"]})
+    median = {r: {k: statistics.median(x[k] for x in rows if x["ranks"] == r)
+                  for k in ("search_s", "decoding_s", "optimiser_s", "wall_s")} for r in (1, 2)}
+    same = len({(x["bleu"], tuple(x["timesteps"])) for x in rows if x["repeat"] == 0}) == 1
+    lines = [f"| ranks | search phase s | decoding + BLEU s | optimiser s | command wall s |", "|---|---|---|---|---|"]
+    lines += [f"| {r} | {m['search_s']:.1f} | {m['decoding_s']:.1f} | {m['optimiser_s']:.1f} | {m['wall_s']:.1f} |"
+              for r, m in median.items()]
+    lines.append(f"\nspeed-up of the search phase: {median[1]['search_s'] / median[2]['search_s']:.2f}x; "
+                 f"same schedule and BLEU with 1 and 2 ranks: {same}")
+    return {"runs": rows, "median": median}, lines
+
+
+PARTS = {"distributed": distributed, "optimiser": optimiser, "search-phase": search_phase, "strategies": strategies, "paired": paired}
 
 
 def main():
@@ -196,8 +231,9 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--search-seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--test-seeds", nargs="+", type=int, default=[11, 12, 13, 14])
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    args.budget = args.budget or (20 if args.part == "strategies" else 40)
+    args.budget = args.budget or {"strategies": 20, "distributed": 20}.get(args.part, 40)
     for name in args.models if args.part in ("strategies", "paired") else ["rdm-absorbing"]:
         if not MODELS[name][1].is_file():
             sys.exit(f"benchmark.py: error: fixture checkpoint {MODELS[name][1]} not found")
