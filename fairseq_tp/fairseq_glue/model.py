@@ -288,6 +288,7 @@ def diffusion_base_architecture(args):
     args.length_loss_factor = getattr(args, "length_loss_factor", 0.1)
     args.pred_length_offset = getattr(args, "pred_length_offset", False)
     args.sg_length_pred = getattr(args, "sg_length_pred", False)
+    args.src_embedding_copy = getattr(args, "src_embedding_copy", False)
 
 
 def _preset(name, dim, ffn, heads):

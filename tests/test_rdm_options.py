@@ -1,0 +1,125 @@
+"""Every option of RDM's task, model and criterion (names and defaults copied from its source:
+diffusion_mt/tasks/diffusion_translation_task.py, models/diffusion_transformer.py, criterions/diffusion_loss.py)
+is accepted with RDM's name and default, or refused with one line naming it."""
+import pytest
+import torch
+
+from conftest import PLUGIN_DIR, TINY_MODEL
+from fairseq_tp.errors import UsageError
+
+# RDM's DiffusionTranslationConfig fields and defaults.
+RDM_TASK = {
+    "timestep_emb_type": "sinusoidal", "num_diffusion_timesteps": 20, "diffusion_type": "absorbing",
+    "noise_scheduler_type": "cosine", "noise_distribution": "uniform", "scale_attn_masking": False,
+    "q_sample_mode": "default", "time_sampler_type": "uniform", "not_diffusing_special_sym": False,
+    "reweighting_type": "linear", "lambda_direct_xentropy": -1.0, "decoder_loss_type": "orig",
+    "argmax_decoding": False, "decoding_time_difference": 0, "temperature_annealing": False,
+    "return_all_cands": False, "decoding_strategy": "default", "beam_within_length": 1, "load_ema_weights": False,
+}
+# RDM's DiffusionTransformerModel.add_args (length_loss_factor: no default there, the architecture sets 0.1).
+RDM_MODEL = {
+    "encoder_concat_pe": True, "decoder_concat_pe": True, "decoder_use_rpe": False, "decoder_rpe_num_buckets": 64,
+    "encoder_use_rpe": False, "encoder_rpe_num_buckets": 64, "src_embedding_copy": False,
+    "pred_length_offset": False, "sg_length_pred": False, "length_loss_factor": 0.1,
+}
+RDM_CRITERION = {"label_smoothing": 0.0}
+# Where our default differs in spelling only: None resolves to cosine for every RDM family.
+SAME_MEANING = {"noise_scheduler_type": None}
+
+ACCEPTED = [
+    ["--q-sample-mode", "coupled"], ["--q-sample-mode", "multi-step"], ["--q-sample-mode", "multi-sample"],
+    ["--time-sampler-type", "is"], ["--scale-attn-masking"], ["--encoder-concat-pe", "--decoder-concat-pe"],
+    ["--encoder-rpe-num-buckets", "32", "--decoder-rpe-num-buckets", "16"], ["--timestep-emb-type", "learnable"],
+    ["--decoding-time-difference", "2"], ["--temperature-annealing"], ["--beam-within-length", "3"],
+    ["--return-all-cands"], ["--not-diffusing-special-sym"], ["--lambda-direct-xentropy", "0.5"],
+    ["--diffusion-type", "reparam-absorbing", "--reweighting-type", "reciprocal", "--q-sample-mode", "coupled"],
+    ["--diffusion-type", "multinomial", "--not-diffusing-special-sym", "--decoder-loss-type", "simple",
+     "--noise-scheduler-type", "linear", "--q-sample-mode", "coupled"],
+    ["--diffusion-type", "reparam-multinomial", "--noise-distribution", "unigram", "--q-sample-mode", "coupled"],
+    ["--argmax-decoding", "--decoding-strategy", "reparam-cond-deterministic-cosine", "--load-ema-weights"],
+    ["--pred-length-offset", "--sg-length-pred", "--length-loss-factor", "0.2"], ["--label-smoothing", "0.1"],
+]
+REFUSED = [
+    (["--time-sampler-type", "none"], "--time-sampler-type none"),
+    (["--encoder-use-rpe"], "--encoder-use-rpe"),
+    (["--decoder-use-rpe"], "--decoder-use-rpe"),
+    (["--src-embedding-copy"], "--src-embedding-copy"),
+    (["--diffusion-type", "multinomial"], "--diffusion-type multinomial needs --not-diffusing-special-sym"),
+]
+# fairseq-generate options RDM's generator reads, refused when they cannot be honoured.
+REFUSED_WHEN_DECODING = [
+    (["--iter-decode-with-external-reranker"], "--iter-decode-with-external-reranker"),
+    (["--decoding-time-difference", "2", "--decoding-strategy", "reparam-uncond-deterministic-cosine"],
+     "--decoding-time-difference applies"),
+    (["--temperature-annealing", "--argmax-decoding"], "--temperature-annealing"),
+]
+
+
+def parse(toy_data, flags, kind="train"):
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    import fairseq_tp
+    fairseq_tp.register()
+    base = [str(toy_data / "bin"), "--user-dir", PLUGIN_DIR, "--task", "diffusion_translation", "--cpu"]
+    if kind == "train":
+        parser = options.get_training_parser()
+        base += ["--criterion", "diffusion_loss", *TINY_MODEL]
+    else:
+        parser = options.get_generation_parser()
+    args = options.parse_args_and_arch(parser, input_args=base + flags)
+    return args, convert_namespace_to_omegaconf(args)
+
+
+def build(toy_data, flags):
+    """What fairseq-train builds before the first batch: task, model, criterion."""
+    from fairseq import tasks
+    args, cfg = parse(toy_data, flags)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    return args, task, model, task.build_criterion(cfg.criterion)
+
+
+def test_rdm_defaults(toy_data):
+    args, _ = parse(toy_data, [])
+    for name, default in {**RDM_TASK, **RDM_MODEL, **RDM_CRITERION}.items():
+        assert getattr(args, name) == SAME_MEANING.get(name, default), name
+
+
+def test_default_noise_schedule_is_rdms_cosine(toy_data):
+    flags = ["--diffusion-type", "multinomial", "--not-diffusing-special-sym"]
+    default = build(toy_data, flags)[2].diffusion
+    cosine = build(toy_data, flags + ["--noise-scheduler-type", "cosine"])[2].diffusion
+    assert torch.equal(default.log_cumprod_alpha, cosine.log_cumprod_alpha)
+
+
+@pytest.mark.parametrize("flags", ACCEPTED, ids=" ".join)
+def test_accepted_and_trains_one_batch(flags, toy_data):
+    args, task, model, criterion = build(toy_data, flags)
+    for i, flag in enumerate(flags):  # each option reaches the namespace with the value given
+        if flag.startswith("--"):
+            given = flags[i + 1] if i + 1 < len(flags) and not flags[i + 1].startswith("--") else True
+            got = getattr(args, flag[2:].replace("-", "_"))
+            assert (got is True) if given is True else str(got) == given, (flag, got)
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    sample = dataset.collater([dataset[i] for i in range(4)])
+    loss, _, log = criterion(model.train(), sample)
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("flags,start", REFUSED, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_refused_in_one_line_before_training(flags, start, toy_data):
+    with pytest.raises(UsageError) as info:
+        build(toy_data, flags)
+    assert info.value.message.startswith(start) and "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("flags,start", REFUSED_WHEN_DECODING, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_refused_in_one_line_before_decoding(flags, start, toy_data):
+    from fairseq import tasks
+    _, _, model, _ = build(toy_data, [])
+    args, cfg = parse(toy_data, flags, kind="generate")
+    task = tasks.setup_task(cfg.task)
+    with pytest.raises(UsageError) as info:
+        task.build_generator([model.eval()], cfg.generation)
+    assert info.value.message.startswith(start) and "\n" not in info.value.message
