@@ -52,3 +52,32 @@ def test_adaptive_decoding_is_not_forced_decoding(tmp_path):
     _, adaptive = decode(tmp_path / "a", "absorbing", flags)
     _, forced = decode(tmp_path / "f", "absorbing", flags + " --iter-decode-force-max-iter")
     assert forced > adaptive + 20
+
+
+def test_return_all_cands_in_rdms_order_and_the_kept_one_is_the_best():
+    """Length beam 2, 2 per length: per sentence lengths [l-1, l, l-1, l] (RDM's order); the candidates of a
+    length differ by their noise; without --return-all-cands the best mean score is kept, first on ties."""
+    import torch
+    from fairseq_tp.diffusion import DecodingOptions, RandomSource
+    from fairseq_tp.fairseq_glue.generator import DiffusionGenerator
+    from fairseq_tp.schedules import Schedule
+    from test_candidate_selection import load
+    model, task, sample = load()
+    schedule, options = Schedule.uniform(4, 50), DecodingOptions("default", argmax=True)
+    make = lambda every: DiffusionGenerator(task.target_dictionary, schedule, options, beam_size=2,  # noqa: E731
+                                            beam_within_length=2, return_all_cands=every)
+    net_input = sample["net_input"]
+    encoded = make(True).encode(model, net_input["src_tokens"], net_input["src_lengths"])
+    predicted = model.decoder.predict_length(model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"]))
+    offsets = torch.tensor([-1, 0, -1, 0])
+    assert torch.equal(encoded.lengths.view(-1, 4), (predicted.clamp(min=3)[:, None] + offsets).clamp(min=3))
+    torch.manual_seed(1)
+    every = make(True).decode(model, encoded, [schedule], RandomSource())[0]
+    torch.manual_seed(1)
+    kept = make(False).decode(model, encoded, [schedule], RandomSource())[0]
+    assert all(len(c) == 4 for c in every) and all(len(k) == 1 for k in kept)
+    assert any(not torch.equal(c[0]["tokens"], c[2]["tokens"]) for c in every), "same-length candidates differ"
+    for i, (candidates, (hypo,)) in enumerate(zip(every, kept)):
+        assert [len(c["tokens"]) for c in candidates] == encoded.lengths[4 * i:4 * i + 4].tolist()
+        scores = [float(c["score"]) for c in candidates]
+        assert torch.equal(hypo["tokens"], candidates[scores.index(max(scores))]["tokens"])
