@@ -120,15 +120,24 @@ def test_resumed_search_matches_an_uninterrupted_one(toy_data, checkpoints, tmp_
     assert (resumed["timesteps"], resumed["bleu"]) == (whole["timesteps"], whole["bleu"])
 
 
-def test_candidate_schedules_decoded_together_score_as_alone(toy_data, checkpoints, tmp_path):
+def test_candidate_schedules_decoded_together_score_as_alone(toy_data, checkpoints):
     # Sampling decoding: equal scores need each schedule to see the same noise in any batch.
-    args = [toy_data / "bin", checkpoints["reparam-multinomial"], "--steps", "3", "--shots", "16",
-            "--decoding-strategy", "reparam-uncond-stochastic1.0-linear"]
-    together = search(*args[:2], tmp_path, *args[2:], "--budget", "7", "--schedules-per-batch", "8", name="a.json")
-    alone = search(*args[:2], tmp_path, *args[2:], "--budget", "7", "--schedules-per-batch", "1", name="b.json")
-    read = lambda name: (tmp_path / name).read_text().splitlines()[1:]  # noqa: E731
-    assert [json.loads(x)["bleu"] for x in read("a.trials.jsonl")] == [json.loads(x)["bleu"] for x in read("b.trials.jsonl")]
-    assert together["bleu"] == alone["bleu"]
+    from fairseq_tp.fairseq_search.bleu import SacreBleu
+    from fairseq_tp.fairseq_search.cli import parse
+    from fairseq_tp.fairseq_search.loading import load_for_decoding
+    from fairseq_tp.search import ScheduleSpace
+    cfg, _ = parse([str(toy_data / "bin"), "--path", str(checkpoints["reparam-multinomial"]), "--steps", "3",
+                    "--cpu", "--decoding-strategy", "reparam-uncond-stochastic1.0-linear"])
+    loaded = load_for_decoding(cfg)
+    valid = loaded.subset("valid", "--gen-subset")
+    space = ScheduleSpace(50, 3)
+    schedules = [space.baseline()] + space.initial_design(6, 0)
+    scores = {}
+    for per_batch in (8, 3, 1):
+        objective = loaded.objective(valid, range(16), SacreBleu(), seed=1, schedules_per_batch=per_batch)
+        scores[per_batch] = objective.evaluate(schedules)
+    assert scores[8] == scores[3] == scores[1]
+    assert len(set(scores[1])) > 1  # the schedules do score differently
 
 
 def test_encoder_runs_once_per_batch_of_shots(toy_data, checkpoints, monkeypatch, tmp_path):

@@ -230,17 +230,11 @@ class DiffusionTransformerModel(FairseqNATModel):
 
     @classmethod
     def build_encoder(cls, cfg, src_dict, embed_tokens):
-        encoder = DiffusionTransformerEncoder(cfg, src_dict, embed_tokens)
-        if getattr(cfg, "apply_bert_init", False):
-            encoder.apply(init_bert_params)
-        return encoder
+        return _bert_initialised(DiffusionTransformerEncoder(cfg, src_dict, embed_tokens), cfg)
 
     @classmethod
     def build_decoder(cls, cfg, tgt_dict, embed_tokens):
-        decoder = DiffusionTransformerDecoder(cfg, tgt_dict, embed_tokens)
-        if getattr(cfg, "apply_bert_init", False):
-            decoder.apply(init_bert_params)
-        return decoder
+        return _bert_initialised(DiffusionTransformerDecoder(cfg, tgt_dict, embed_tokens), cfg)
 
     def forward(self, src_tokens, src_lengths, prev_output_tokens=None, tgt_tokens=None, **unused):
         """Training pass: corrupt the target at random timesteps and denoise it."""
@@ -266,6 +260,12 @@ class DiffusionTransformerModel(FairseqNATModel):
             "length_logits": self.decoder.length_logits(encoder_out),
             "length_target": self.decoder.length_target(encoder_out, tgt_tokens),
         }
+
+
+def _bert_initialised(module, cfg):
+    if getattr(cfg, "apply_bert_init", False):  # RDM's --apply-bert-init
+        module.apply(init_bert_params)
+    return module
 
 
 @register_model_architecture("diffusion_transformer", "diffusion_transformer")

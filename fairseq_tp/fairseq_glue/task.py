@@ -182,7 +182,7 @@ class DiffusionTranslationTask(TranslationTask):
             adaptive = False
         if self.schedule_spec is not None and self.schedule_spec.is_file:
             warn_if_decoding_differs(self.schedule_spec, options, getattr(args, "iter_decode_with_beam", 1),
-                                     self.cfg.load_ema_weights)
+                                     self.cfg.load_ema_weights, int(self.cfg.beam_within_length))
         passes = (f"RDM's adaptive decoding: at most {schedule.steps} passes, each sentence stopping after as "
                   f"many as it has words" if adaptive else f"{schedule.steps} passes at timesteps {schedule}")
         logger.info(f"diffusion decoding: {passes} of T = {diffusion.num_timesteps}; {options}")
@@ -204,10 +204,11 @@ class DiffusionTranslationTask(TranslationTask):
                                   return_all_cands=bool(self.cfg.return_all_cands), adaptive=adaptive)
 
 
-def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam: int, ema: bool) -> None:
+def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam: int, ema: bool,
+                             within_length: int) -> None:
     recorded = spec.extra.get("decoding")
     if not isinstance(recorded, dict):
         return
-    differing = decoding_differences(recorded, decoding_record(options, beam, ema))
+    differing = decoding_differences(recorded, decoding_record(options, beam, ema, within_length))
     if differing:
         logger.warning(f"schedule {spec.text} was searched with other decoding options: {'; '.join(differing)}")

@@ -72,7 +72,8 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
         objective = distributed.ShardedObjective(objective)
 
     checkpoint_hash = sha256_of(cfg.common_eval.path)
-    decoding = decoding_record(generator.options, generator.beam_size, loaded.task.cfg.load_ema_weights)
+    decoding = decoding_record(generator.options, generator.beam_size, loaded.task.cfg.load_ema_weights,
+                               generator.beam_within_length)
     shots_text = "all" if shots is None else shots
     config = {  # the trial log's header: a resumed search must match it (budgets aside)
         "checkpoint_sha256": checkpoint_hash,

@@ -12,16 +12,20 @@ from .value import Schedule, ScheduleError
 
 # Recorded only when they differ from these, so records of discrete decoding stay as they were.
 OPTIONAL_DECODING_KEYS = {"continuous_sampler": "ddim", "ddim_eta": 0.0, "clamp_to_embeddings": False,
-                          "mbr_samples": 1}
+                          "mbr_samples": 1, "time_difference": 0, "temperature_annealing": False,
+                          "beam_within_length": 1}
 
 
-def decoding_record(options, length_beam: int, ema: bool) -> Dict[str, Any]:
-    """The decoding options (a ``DecodingOptions``, the length beam, EMA) a schedule is tied to."""
+def decoding_record(options, length_beam: int, ema: bool, beam_within_length: int = 1) -> Dict[str, Any]:
+    """The decoding options (a ``DecodingOptions``, the length beam and candidates per length, EMA) a
+    schedule is tied to."""
     record = {"strategy": options.strategy, "argmax": options.argmax, "temperature": options.temperature,
               "length_beam": length_beam, "ema": bool(ema), "denoising_rate": options.rate_from}
+    values = {**{k: getattr(options, k, d) for k, d in OPTIONAL_DECODING_KEYS.items()},
+              "beam_within_length": beam_within_length}
     for key, default in OPTIONAL_DECODING_KEYS.items():
-        if getattr(options, key) != default:
-            record[key] = getattr(options, key)
+        if values[key] != default:
+            record[key] = values[key]
     return record
 
 
