@@ -186,18 +186,18 @@ def paired(args, work):
 
 
 def distributed(args, work):
-    """A whole-valid-set search of the RDM absorbing fixture as one process and as two torchrun ranks
+    """A whole-valid-set search of the first --models fixture as one process and as two torchrun ranks
     (gloo), one thread each: the search phase (decoding + BLEU + optimiser) from the schedule file."""
     import shutil
     import subprocess
-    data, ckpt, _ = MODELS["rdm-absorbing"]
+    data, ckpt, extra = MODELS[args.models[0]]
     rows = []
     for repeat in range(args.repeats):
         for ranks in (1, 2):
             output = Path(work) / f"d{ranks}-{repeat}.json"
             command = ["fairseq-tp-search", str(data), "--path", str(ckpt), "--cpu", "--no-progress-bar",
                        "--batch-size", "25", "--steps", "4", "--shots", "all", "--budget", str(args.budget),
-                       "--output", str(output), "--seed", str(repeat + 1), *DETERMINISTIC]
+                       "--output", str(output), "--seed", str(repeat + 1), *extra, *DETERMINISTIC]
             if ranks > 1:
                 command = [shutil.which("torchrun"), "--standalone", "--nproc_per_node", str(ranks), "--no-python",
                            *command]
