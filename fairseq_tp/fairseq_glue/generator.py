@@ -135,8 +135,9 @@ class DiffusionGenerator:
             else:
                 t, s = timesteps[index, i], targets[index, i]
             progress = self._progress(i, passes, s, diffusion.num_timesteps)
-            output = model.decoder(part.tokens, model.encoder.reorder_encoder_out(encoder_out, index),
-                                   diffusion.network_time_at_decoding(t))
+            # Until the first sentence stops, every row is active: no need to copy the encoder output.
+            encoder_rows = encoder_out if len(index) == rows else model.encoder.reorder_encoder_out(encoder_out, index)
+            output = model.decoder(part.tokens, encoder_rows, diffusion.network_time_at_decoding(t))
             part = diffusion.reverse_step(part, output, t, s, progress, self.options.for_pass(i, passes), rng)
             state = state.with_rows(index, part)
             if history is not None:

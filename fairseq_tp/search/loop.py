@@ -143,6 +143,8 @@ class _SearchSession:
         self.budget, self.seed, self.n_init, self.batch = budget, seed, n_init, batch
         self.time_budget_s, self.started = time_budget_s, started
         self.scores: Dict[Schedule, float] = {}  # the cache: each schedule is evaluated once
+        self._plan: Optional[List[Schedule]] = None  # baseline + initial design, computed once
+        self._plan_s = 0.0  # seconds it took
         self.bar: Optional[tqdm] = None
         self.stopped_by = "budget"
 
@@ -170,9 +172,8 @@ class _SearchSession:
 
     def evaluate_start(self) -> None:
         """The baseline and the initial design, in one objective call."""
-        t0 = time.perf_counter()
         plan = self._start_plan()
-        design_s = time.perf_counter() - t0
+        design_s = self._plan_s
         todo = plan[len(self.trials) : self.budget]
         if not todo:  # no time check: the baseline is always evaluated
             return
@@ -230,9 +231,13 @@ class _SearchSession:
         """Baseline then initial design.  A bigger design starts with a smaller
         one (same Sobol sequence), so capping it by the budget and extending the
         budget later gives the same evaluations as one long run."""
-        baseline = self.space.baseline()
-        size = min(self.n_init, self.budget - 1, self.space.size() - 1)
-        return [baseline] + self.space.initial_design(size, self.seed, exclude=[baseline])
+        if self._plan is None:  # asked at replay, at the start and for every batch's boundary
+            t0 = time.perf_counter()
+            baseline = self.space.baseline()
+            size = min(self.n_init, self.budget - 1, self.space.size() - 1)
+            self._plan = [baseline] + self.space.initial_design(size, self.seed, exclude=[baseline])
+            self._plan_s = time.perf_counter() - t0
+        return self._plan
 
     def _observations(self) -> List[Observation]:
         return [(t.schedule, t.bleu) for t in self.trials]
