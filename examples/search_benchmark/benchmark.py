@@ -157,30 +157,40 @@ def strategies(args, work):
 
 
 def paired(args, work):
-    """Searched minus uniform-4 test BLEU, paired on the test decoding's noise seed."""
+    """Searched minus uniform-4 test BLEU, paired on the test decoding's noise seed (with --min-confidence C,
+    the schedule the search writes: uniform where the bootstrap guard kept it)."""
     rows = []
-    lines = ["| model | replicates | mean paired diff (searched − uniform-4) | 2 × s.e. | few-shot BLEU spread "
-             "(sd over search seeds) | searched test BLEU | uniform-4 test BLEU |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | replicates | min confidence | mean paired diff (searched − uniform-4) | 2 × s.e. | kept uniform "
+             "| few-shot BLEU spread (sd over search seeds) | searched test BLEU | uniform-4 test BLEU |",
+             "|---|---|---|---|---|---|---|---|---|"]
     from fairseq_tp.schedules import Schedule
     for name in args.models:
         test = TestSet(name, DEFAULT)
         T = test.loaded.model.diffusion.num_timesteps
-        uniform = {s: test.bleu(Schedule.uniform(4, T), seed=s) for s in args.test_seeds}
+        uniform_schedule = Schedule.uniform(4, T)
+        decoded = {(uniform_schedule, s): test.bleu(uniform_schedule, seed=s) for s in args.test_seeds}
+        uniform = {s: decoded[uniform_schedule, s] for s in args.test_seeds}
         for replicates in (1, 4):
-            diffs, few, searched = [], [], []
+            diffs, few, searched, kept = [], [], [], 0
             for seed in args.search_seeds:
                 report = search(name, work, "--shots", "20", "--budget", str(args.budget), "--seed", str(seed),
-                                "--replicates", str(replicates), *DEFAULT)
+                                "--replicates", str(replicates), "--min-confidence", str(args.min_confidence),
+                                *DEFAULT)
                 few.append(report.result.best_bleu)
+                kept += report.chosen == uniform_schedule
                 for s in args.test_seeds:
-                    bleu = test.bleu(report.result.best_schedule, seed=s)
+                    if (report.chosen, s) not in decoded:
+                        decoded[report.chosen, s] = test.bleu(report.chosen, seed=s)
+                    bleu = decoded[report.chosen, s]
                     searched.append(bleu)
                     diffs.append(bleu - uniform[s])
             m, sd = mean_sd(diffs)
             se = sd / math.sqrt(len(diffs))
-            rows.append({"model": name, "replicates": replicates, "diffs": diffs, "mean": m, "se": se,
-                         "few_shot_bleu": few, "searched_test_bleu": searched, "uniform_test_bleu": uniform})
-            lines.append(f"| {name} | {replicates} | {m:+.2f} | {2 * se:.2f} | {mean_sd(few)[1]:.2f} | "
+            rows.append({"model": name, "replicates": replicates, "min_confidence": args.min_confidence,
+                         "diffs": diffs, "mean": m, "se": se, "kept_uniform": kept, "few_shot_bleu": few,
+                         "searched_test_bleu": searched, "uniform_test_bleu": uniform})
+            lines.append(f"| {name} | {replicates} | {args.min_confidence} | {m:+.2f} | {2 * se:.2f} | "
+                         f"{kept} of {len(args.search_seeds)} | {mean_sd(few)[1]:.2f} | "
                          f"{statistics.mean(searched):.2f} | {statistics.mean(uniform.values()):.2f} |")
     return rows, lines
 
@@ -232,6 +242,7 @@ def main():
     parser.add_argument("--search-seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--test-seeds", nargs="+", type=int, default=[11, 12, 13, 14])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--min-confidence", type=float, default=0.0, help="paired: fairseq-tp-search's guard")
     args = parser.parse_args()
     args.budget = args.budget or {"strategies": 20, "distributed": 20}.get(args.part, 40)
     for name in args.models if args.part in ("strategies", "paired") else ["rdm-absorbing"]:
@@ -245,7 +256,8 @@ def main():
     info["load_average_after"] = os.getloadavg()
     results = HERE / "results"
     results.mkdir(exist_ok=True)
-    (results / f"{args.part}.json").write_text(json.dumps({**info, "rows": data}, indent=1) + "\n")
+    stem = args.part + (f"-confidence{args.min_confidence}" if args.min_confidence else "")
+    (results / f"{stem}.json").write_text(json.dumps({**info, "rows": data}, indent=1) + "\n")
     print(f"{info['date']}, {info['machine']}, {info['threads']} thread(s), load average before "
           f"{info['load_average'][0]:.2f} / after {info['load_average_after'][0]:.2f}: `{info['command']}`\n")
     print("\n".join(lines))

@@ -127,6 +127,12 @@ def summary_lines(report) -> List[str]:
         f"uniform  {str(result.baseline_schedule):>24}  BLEU {result.baseline_bleu:6.2f}",
         f"searched {str(result.best_schedule):>24}  BLEU {result.best_bleu:6.2f}  ({result.improvement:+.2f})",
     ]
+    if report.guard is not None:
+        guard = report.guard
+        verdict = ("kept uniform" if guard["kept_uniform"] else "kept the searched schedule")
+        lines.append(f"out-of-bag bootstrap of the shots: the pick beat uniform on left-out shots in "
+                     f"{guard['confidence']:.1%} of {guard['resamples']} resamples (mean gain "
+                     f"{guard['mean_left_out_gain']:+.2f}; --min-confidence {guard['min_confidence']}): {verdict}")
     if report.front is not None:
         front = report.front
         lines.append(f"front over N (few-shot BLEU; all {front.reference_schedule.steps} steps: "

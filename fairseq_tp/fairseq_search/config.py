@@ -45,6 +45,11 @@ class SearchConfig(FairseqDataclass):
                 "schedule (default: 1 when decoding is deterministic, else 4)"})
     shot_seed: Optional[int] = field(default=None, metadata={
         "help": "seed that draws the shots (default --seed), so --seed can vary the noise alone"})
+    min_confidence: float = field(default=0.0, metadata={
+        "help": "keep the uniform schedule unless picking the best evaluated schedule beats it on the shots "
+                "left out of a bootstrap resample in at least this share of 1,000 resamples (e.g. 0.8): a "
+                "guard against schedules that only fit the few shots; 0 (default) always takes the best, "
+                "as the paper"})
     output: str = field(default="schedule.json", metadata={
         "help": "schedule file for fairseq-generate --tp-schedule"})
     log: Optional[str] = field(default=None, metadata={
@@ -109,6 +114,10 @@ class SearchConfig(FairseqDataclass):
             raise UsageError(f"--shots must be a positive number or 'all', got {self.shots}")
         if self.bleu not in BLEU_KINDS:
             raise UsageError(f"--bleu must be one of {', '.join(BLEU_KINDS)}, got '{self.bleu}'")
+        if not 0 <= self.min_confidence < 1:
+            raise UsageError(f"--min-confidence must be a share in [0, 1), got {self.min_confidence}")
+        if several and self.min_confidence:
+            raise UsageError("--min-confidence tests one searched schedule; use one --steps")
         if self.replicates is not None and self.replicates < 1:
             raise UsageError(f"--replicates must be at least 1, got {self.replicates}")
         try:

@@ -60,6 +60,7 @@ class FewShotBleu:
         self.batches = self._batches(max_tokens, batch_size)
         self.shard = (0, 1)  # (rank, world size): which batches this process decodes in statistics()
         self._encoded: Dict[int, Tuple[dict, Encoded]] = {}
+        self._sentence_stats: Dict[Tuple[Schedule, int], Dict[int, List[int]]] = {}  # (schedule, draw) -> id -> stats
 
     # -- the Objective protocol -------------------------------------------
     def evaluate(self, schedules: Sequence[Schedule]) -> List[Union[float, List[float]]]:
@@ -71,13 +72,32 @@ class FewShotBleu:
         rank, world = self.shard
         mine = [b for b in range(len(self.batches)) if b % world == rank]
         runs = [(s, r) for s in schedules for r in range(self.replicates)]
-        return [self.bleu.statistics(t) for t in self._translate_runs(runs, mine)]
+        totals = []
+        for run, translations in zip(runs, self._translate_runs(runs, mine)):
+            per_sentence = {t.sentence_id: self.bleu.statistics([t]) for t in translations}
+            self._sentence_stats.setdefault(run, {}).update(per_sentence)  # kept for sentence_statistics()
+            totals.append([int(sum(column)) for column in zip(*per_sentence.values())] if per_sentence
+                          else self.bleu.statistics([]))
+        return totals
 
     def scores(self, statistics: Sequence[Sequence[int]]) -> List[Union[float, List[float]]]:
         scores = [self.bleu.from_statistics(s) for s in statistics]
         if self.replicates == 1:
             return scores
         return [scores[i:i + self.replicates] for i in range(0, len(scores), self.replicates)]
+
+    def sentence_statistics(self, schedules: Sequence[Schedule]) -> np.ndarray:
+        """BLEU statistics per schedule, sentence and noise draw: [schedules, sentences, draws, k], for the
+        bootstrap over the shots: from what statistics() computed, decoding here what it did not (trials
+        replayed on --resume, other ranks' shots)."""
+        runs = [(s, r) for s in schedules for r in range(self.replicates)]
+        missing = [run for run in runs if len(self._sentence_stats.get(run, ())) < len(self.sentence_ids)]
+        for run, translations in zip(missing, self._translate_runs(missing)):  # resumed trials, other ranks' shots
+            self._sentence_stats[run] = {t.sentence_id: self.bleu.statistics([t]) for t in translations}
+        stats = np.array([[self._sentence_stats[run][i] for i in self.sentence_ids] for run in runs],
+                         dtype=np.int64)  # [schedules x draws, sentences, k]
+        stats = stats.reshape(len(schedules), self.replicates, *stats.shape[1:])
+        return stats.transpose(0, 2, 1, 3)
 
     # -- decoding ------------------------------------------------------------
     def translate(self, schedules: Sequence[Schedule]) -> List[List[Translation]]:

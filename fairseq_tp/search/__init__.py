@@ -8,6 +8,7 @@ from .loop import STRATEGIES, SearchResult, SearchSettings, default_n_init, run_
 from .objective_api import Objective
 from .optimiser import BoTorchProposer, Proposer, RandomProposer, derive_seed, make_proposer
 from .plot import plot_front, plot_trials
+from .significance import SelectionTest, selection_confidence
 from .space import ScheduleSpace, SearchError
 from .trial_log import RESUMABLE_CONFIG_KEYS, Trial, TrialLog, read_trial_log
 
@@ -27,6 +28,7 @@ __all__ = [
     "SearchError",
     "SearchResult",
     "SearchSettings",
+    "SelectionTest",
     "Trial",
     "TrialLog",
     "default_n_init",
@@ -35,4 +37,5 @@ __all__ = [
     "plot_trials",
     "read_trial_log",
     "run_search",
+    "selection_confidence",
 ]

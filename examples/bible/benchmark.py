@@ -1,0 +1,299 @@
+"""The Bible benchmark: every model's rows on one task's test set, timed side by side (prepare.sh, train.sh first).
+
+Per diffusion model: all T steps (`vanilla-50`, `vanilla-2000` for continuous), uniform 4 (`vanilla-4`),
+fairseq-tp-search's 4 steps on 20 valid verses with botorch, random and the paper's strategy at the same
+budget (one search per --seeds entry: mean ± sd), and on the whole valid set (`tp-4-full`). Reference rows:
+copying the source, and fairseq's autoregressive transformer with beam 5. Every row of a model decodes the
+test set in one process, the rows interleaved over --repeats timed runs (sentences/s is their median; encoder,
+length prediction and decoder passes, as fairseq-generate times them).
+
+Test BLEU is sacreBLEU (13a, lower-cased) of the detokenised output (--remove-bpe, then Moses detokenisation)
+against the original cased WEB verses (`WORK/TASK/text/test.ref.tgt`), as README.md scores it. The searches
+score few-shot BLEU as fairseq-tp-search does (sacreBLEU of the tokenised text).
+
+Models run separately and resumably: each run replaces its models' entries in --results (JSON, default
+results/TASK.json) and prints the table of everything there.
+
+    python examples/bible/benchmark.py [--work WORK] [--task kjv-web] [--models absorbing ...] [--seeds 1 2 3]
+        [--budget 40] [--repeats 3] [--full-repeats N] [--threads 1]
+"""
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_WORK = os.environ.get("FAIRSEQ_TP_BIBLE", os.path.expanduser("~/.cache/fairseq-tp/bible"))
+# Per model: the decoding every row of it uses.  Discrete models: RDM's deterministic reparameterised routing
+# (R = 1 in the search).  Continuous: DDIM with eta 0 from a random x_T (the search's default 4 noise draws).
+REPARAM = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]
+DECODING = {"absorbing": REPARAM, "reparam-multinomial": REPARAM, "multinomial": REPARAM, "continuous": []}
+STRATEGIES = (("botorch", "tp-4-20shot"), ("random", "random-4-20shot"), ("paper", "paper-4-20shot"))
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+class OriginalReferences:
+    """sacreBLEU of Moses-detokenised hypotheses against the original verses, by sentence id."""
+
+    def __init__(self, references, lowercase=True):
+        import sacrebleu
+        from sacremoses import MosesDetokenizer
+        self.references = references
+        self.detokenizer = MosesDetokenizer("en")  # the target is the WEB in both tasks
+        self.metric = sacrebleu.metrics.BLEU(lowercase=lowercase)
+        self.metric.corpus_score(["."], [["."]])  # the signature is complete once a corpus was scored
+
+    @property
+    def signature(self):
+        return str(self.metric.get_signature())
+
+    def detokenize(self, tokens: str) -> str:
+        return self.detokenizer.detokenize(tokens.split())
+
+    def score(self, translations) -> float:
+        hyps = [self.detokenize(t.hypothesis) for t in translations]
+        refs = [self.references[t.sentence_id] for t in translations]
+        return float(self.metric.corpus_score(hyps, [refs]).score)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.task_dir = os.path.join(args.work, args.task)
+        self.bin = os.path.join(self.task_dir, "bin")
+        self.searches = os.path.join(args.work, "searches", args.task)
+        with open(os.path.join(self.task_dir, "text", "test.ref.tgt"), encoding="utf-8") as f:
+            self.references = [line.rstrip("\n") for line in f]
+        self.scorer = OriginalReferences(self.references)
+
+    def checkpoint(self, model):
+        return os.path.join(self.args.work, "ckpt", f"{self.args.task}-{model}", "checkpoint_last.pt")
+
+    def updates(self, model):
+        from fairseq_tp.fairseq_glue.checkpoints import allow_fairseq_checkpoints
+        allow_fairseq_checkpoints()
+        state = torch.load(self.checkpoint(model), map_location="cpu", weights_only=True, mmap=True)
+        history = state.get("optimizer_history") or [{}]
+        return history[-1].get("num_updates")  # None where a checkpoint was stripped of it
+
+    def search(self, model, extra, name):
+        from fairseq_tp.fairseq_search import tune
+        from fairseq_tp.fairseq_search.cli import parse
+
+        output = os.path.join(self.searches, f"{model}.{name}.json")
+        for path in (output, output.replace(".json", ".trials.jsonl")):
+            if os.path.exists(path):
+                os.remove(path)  # a fresh search, never a resumed one
+        cfg, options = parse([self.bin, "--path", self.checkpoint(model), "--steps", "4", "--batch-size", "100",
+                              "--no-progress-bar", "--output", output, "--remove-bpe", *DECODING[model], *extra])
+        start = time.perf_counter()
+        report = tune(cfg, options)
+        record = report.record
+        return {"timesteps": list(report.chosen.timesteps), "few_shot_bleu": record["bleu"],
+                "uniform_few_shot_bleu": record["uniform_bleu"], "replicates": record["replicates"],
+                "search_s": record["elapsed_s"], "decoding_s": record["model_s"],
+                "optimiser_s": record["optimiser_s"], "wall_s": round(time.perf_counter() - start, 3)}
+
+    def test_decoder(self, model):
+        """A FewShotBleu over the whole test set: decodes any schedule with the model loaded once."""
+        from fairseq_tp.fairseq_search.cli import parse
+        from fairseq_tp.fairseq_search.loading import load_for_decoding
+
+        cfg, _ = parse([self.bin, "--path", self.checkpoint(model), "--steps", "4", "--batch-size", "100",
+                        "--gen-subset", "test", "--remove-bpe", *DECODING[model]])
+        loaded = load_for_decoding(cfg)
+        test = loaded.subset("test", "--gen-subset")
+        ids = range(self.args.limit or len(test))
+        decoder = loaded.objective(test, ids, self.scorer, seed=1, schedules_per_batch=8)
+        return decoder, loaded.model.diffusion.num_timesteps
+
+    def diffusion_rows(self, model):
+        from fairseq_tp.fairseq_search.timing import time_schedules
+        from fairseq_tp.schedules import Schedule
+
+        args = self.args
+        budget = ["--budget", str(args.budget)]
+        os.makedirs(self.searches, exist_ok=True)
+        searches = {}
+        for strategy, row in STRATEGIES:
+            searches[row] = [self.search(model, ["--shots", "20", "--seed", str(seed), "--strategy", strategy,
+                                                 *budget], f"{row}.seed{seed}") for seed in args.seeds]
+        searches["tp-4-full"] = [self.search(model, ["--shots", "all", "--seed", "1", *budget], "tp-4-full")]
+        decoder, T = self.test_decoder(model)
+        full = {f"vanilla-{T}": Schedule.uniform(T, T)}
+        schedules = {"vanilla-4": Schedule.uniform(4, T)}
+        for row, runs in searches.items():
+            for i, run in enumerate(runs):
+                schedules[f"{row}#{i}"] = Schedule(tuple(run["timesteps"]), T)
+        print(f"[bible] {model}: decoding the test set under {len(full) + len(schedules)} schedules", flush=True)
+        timed = time_schedules(decoder, full, args.full_repeats or args.repeats)
+        timed.update(time_schedules(decoder, schedules, args.repeats))
+        full_speed = timed[f"vanilla-{T}"]["sents_per_s"]
+        rows = []
+        for row in [f"vanilla-{T}", "vanilla-4", *searches]:
+            keys = [k for k in timed if k == row or k.startswith(row + "#")]
+            bleus, speeds = [timed[k]["bleu"] for k in keys], [timed[k]["sents_per_s"] for k in keys]
+            entry = {"row": row, "steps": len(timed[keys[0]]["timesteps"]), "bleu": round(statistics.mean(bleus), 2),
+                     "bleu_sd": round(statistics.stdev(bleus), 2) if len(bleus) > 1 else None,
+                     "bleus": [round(b, 2) for b in bleus], "sents_per_s": round(statistics.median(speeds), 2),
+                     "speedup": round(statistics.median(speeds) / full_speed, 2),
+                     "timesteps": [timed[k]["timesteps"] for k in keys]}
+            if row in searches:
+                runs = searches[row]
+                for key in ("search_s", "decoding_s", "optimiser_s", "wall_s", "few_shot_bleu"):
+                    entry[key] = round(statistics.mean(r[key] for r in runs), 2)
+                entry["uniform_few_shot_bleu"] = round(statistics.mean(r["uniform_few_shot_bleu"] for r in runs), 2)
+                entry["replicates"] = runs[0]["replicates"]
+            rows.append(entry)
+        return {"decoding": " ".join(DECODING[model]) or "ddim, eta 0", "rows": rows}
+
+    def transformer_rows(self):
+        from fairseq import checkpoint_utils, options, tasks
+
+        import fairseq_tp.fairseq_glue  # noqa: F401  (the checkpoint allow-list)
+        from fairseq_tp.fairseq_search.objective import translation
+
+        parser = options.get_generation_parser()
+        cli = options.parse_args_and_arch(parser, [self.bin, "--path", self.checkpoint("transformer"), "--beam", "5",
+                                                   "--batch-size", "100", "--remove-bpe", "--gen-subset", "test"])
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+        cfg = convert_namespace_to_omegaconf(cli)
+        task = tasks.setup_task(cfg.task)
+        models, _ = checkpoint_utils.load_model_ensemble([cfg.common_eval.path], task=task)
+        model = models[0].eval()
+        task.load_dataset("test")
+        test = task.dataset("test")
+        generator = task.build_generator([model], cfg.generation)
+        ids = test.ordered_indices()
+        if self.args.limit:
+            ids = ids[ids < self.args.limit]
+        samples = [test.collater([test[int(i)] for i in b])
+                   for b in test.batch_by_size(ids, max_tokens=None, max_sentences=100)]
+        strip, tgt = generator.symbols_to_strip_from_output, task.target_dictionary
+
+        def run():
+            translations, start = [], time.perf_counter()
+            with torch.no_grad():
+                for sample in samples:
+                    for row, hypos in enumerate(task.inference_step(generator, [model], sample)):
+                        translations.append(translation(tgt, sample, row, hypos[0]["tokens"], strip,
+                                                        cfg.common_eval.post_process, lambda x: x))
+            return self.scorer.score(translations), len(translations) / (time.perf_counter() - start)
+
+        run()  # warm-up
+        results = [run() for _ in range(self.args.repeats)]
+        return {"decoding": "beam 5", "rows": [{"row": "transformer-beam5", "steps": None, "bleu": round(results[0][0], 2),
+                                                "sents_per_s": round(statistics.median(s for _, s in results), 2)}]}
+
+    def copy_rows(self):
+        with open(os.path.join(self.task_dir, "text", "test.ref.src"), encoding="utf-8") as f:
+            sources = [line.rstrip("\n") for line in f]
+        n = self.args.limit or len(sources)
+        bleu = self.scorer.metric.corpus_score(sources[:n], [self.references[:n]]).score
+        return {"decoding": "the source verse itself", "rows": [{"row": "copy-source", "steps": None,
+                                                                  "bleu": round(bleu, 2)}]}
+
+
+def run_info(args, model, bench):
+    info = {"date": datetime.date.today().isoformat(), "machine": machine(), "threads": args.threads,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
+            "repeats": args.repeats, "full_repeats": args.full_repeats or args.repeats}
+    if model != "copy" and bench.updates(model) is not None:
+        info["checkpoint_updates"] = bench.updates(model)
+    return info
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default=DEFAULT_WORK)
+    parser.add_argument("--task", default="kjv-web", choices=["kjv-web", "rv-web"])
+    parser.add_argument("--models", nargs="+", default=["copy", "absorbing", "reparam-multinomial", "continuous",
+                                                        "transformer"], choices=["copy", "transformer", *DECODING])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--full-repeats", type=int, default=None, help="timed runs of the all-steps rows "
+                        "(default --repeats; continuous models' 2000 steps take minutes per run)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N test verses (smoke runs)")
+    parser.add_argument("--results", default=None, help="default results/TASK.json beside this script")
+    args = parser.parse_args()
+    args.results = args.results or os.path.join(HERE, "results", f"{args.task}.json")
+    bench_dir = os.path.join(args.work, args.task, "text", "test.ref.tgt")
+    if not os.path.isfile(bench_dir):
+        sys.exit(f"benchmark.py: error: {bench_dir} is missing; run examples/bible/prepare.sh first")
+    bench = Bench(args)
+    for model in args.models:
+        if model != "copy" and not os.path.isfile(bench.checkpoint(model)):
+            sys.exit(f"benchmark.py: error: no checkpoint {bench.checkpoint(model)}; run examples/bible/train.sh first")
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    logging.getLogger("fairseq_tp").setLevel(logging.INFO)
+    logging.getLogger("sacrebleu").setLevel(logging.ERROR)  # the searches score tokenised text, on purpose
+
+    results = {"task": args.task, "scorer": bench.scorer.signature, "models": {}}
+    if os.path.isfile(args.results):
+        with open(args.results) as f:
+            results = json.load(f)
+    for model in args.models:
+        info = run_info(args, model, bench)
+        start = time.perf_counter()
+        rows = (bench.copy_rows() if model == "copy" else bench.transformer_rows() if model == "transformer"
+                else bench.diffusion_rows(model))
+        results["models"][model] = {**info, **rows, "benchmark_s": round(time.perf_counter() - start, 1)}
+        results["scorer"] = bench.scorer.signature
+        os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+        tmp = args.results + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, args.results)  # one model's rows at a time: an interrupted run keeps the others
+    print(markdown(results))
+
+
+ORDER = ["copy", "absorbing", "reparam-multinomial", "multinomial", "continuous", "transformer"]
+
+
+def markdown(results) -> str:
+    lines = [f"Task {results['task']}, test set; BLEU: sacreBLEU {results['scorer']}", "",
+             "| model | row | steps (NFE) | test BLEU | sentences/s | speed-up vs all steps | few-shot BLEU "
+             "(uniform-4) | search s: total = decoding + optimiser |", "|---|---|---|---|---|---|---|---|"]
+    models = sorted(results["models"], key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
+    for model in models:
+        for r in results["models"][model]["rows"]:
+            bleu = f"{r['bleu']:.2f}" + (f" ± {r['bleu_sd']:.2f}" if r.get("bleu_sd") else "")
+            speed = f"{r['sents_per_s']:.1f}" if r.get("sents_per_s") else "—"
+            speedup = f"{r['speedup']:.1f}x" if r.get("speedup") else "—"
+            few = f"{r['few_shot_bleu']:.2f} ({r['uniform_few_shot_bleu']:.2f})" if "few_shot_bleu" in r else "—"
+            search = (f"{r['search_s']:.1f} = {r['decoding_s']:.1f} + {r['optimiser_s']:.1f}"
+                      if "search_s" in r else "—")
+            lines.append(f"| {model} | {r['row']} | {r['steps'] or '—'} | {bleu} | {speed} | {speedup} | {few} "
+                         f"| {search} |")
+    lines.append("")
+    for model in models:
+        m = results["models"][model]
+        updates = f", {m['checkpoint_updates']} updates" if "checkpoint_updates" in m else ""
+        lines.append(f"- {model} ({m['decoding']}{updates}): {m['date']}, {m['machine']}, {m['threads']} thread(s), "
+                     f"load average {m['load_average'][0]}, median of {m['repeats']} timed runs; `{m['command']}`")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

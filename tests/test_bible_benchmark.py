@@ -1,0 +1,113 @@
+"""examples/bible/benchmark.py end to end on the Bible fixture checkpoint, its test and valid sets cut short."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import sacrebleu
+from sacremoses import MosesDetokenizer
+
+from conftest import FIXTURES, REPO, fairseq_main
+
+SCRIPT = REPO / "examples" / "bible" / "benchmark.py"
+REPARAM = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]
+pytestmark = pytest.mark.fixture_dir("bible-kjv-web")
+
+
+def first_sentences(source_bin, target_bin, split, count):
+    """Binarise the first ``count`` pairs of ``split`` again, as fairseq-preprocess lays them out."""
+    from fairseq.data import Dictionary, data_utils, indexed_dataset
+    dictionary = Dictionary.load(str(source_bin / "dict.src.txt"))
+    texts = {}
+    for side in ("src", "tgt"):
+        prefix = f"{split}.src-tgt.{side}"
+        data = data_utils.load_indexed_dataset(str(source_bin / prefix), dictionary)
+        builder = indexed_dataset.make_builder(str(target_bin / f"{prefix}.bin"), impl="mmap",
+                                               vocab_size=len(dictionary))
+        for i in range(count):
+            builder.add_item(data[i])
+        builder.finalize(str(target_bin / f"{prefix}.idx"))
+        # plain text as prepare.sh's *.ref.* files hold it: detokenised and cased (here: capitalised only)
+        detok = MosesDetokenizer("en")
+        lines = [detok.detokenize(dictionary.string(data[i], "subword_nmt").split()) for i in range(count)]
+        texts[side] = [line[:1].upper() + line[1:] for line in lines]
+    return texts
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bible")
+    fixture = FIXTURES / "bible-kjv-web"
+    bin_dir, text = root / "kjv-web" / "bin", root / "kjv-web" / "text"
+    bin_dir.mkdir(parents=True)
+    text.mkdir()
+    for name in ("dict.src.txt", "dict.tgt.txt"):
+        shutil.copy(fixture / "data-bin" / name, bin_dir / name)
+    refs = first_sentences(fixture / "data-bin", bin_dir, "test", 30)
+    first_sentences(fixture / "data-bin", bin_dir, "valid", 40)
+    for side in ("src", "tgt"):
+        (text / f"test.ref.{side}").write_text("".join(line + "\n" for line in refs[side]))
+    ckpt = root / "ckpt" / "kjv-web-absorbing"
+    ckpt.mkdir(parents=True)
+    os.symlink(fixture / "absorbing.pt", ckpt / "checkpoint_last.pt")
+    return root, refs
+
+
+def benchmark(root, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SCRIPT), "--work", str(root), *args], capture_output=True, text=True,
+                          env=env)
+
+
+def test_rows_match_independent_decoding_and_scoring(work, tmp_path, capsys):
+    root, refs = work
+    results = tmp_path / "kjv-web.json"
+    done = benchmark(root, "--models", "copy", "absorbing", "--seeds", "1", "--budget", "3", "--repeats", "1",
+                     "--results", str(results))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(results.read_text())
+    copy = report["models"]["copy"]["rows"]
+    assert copy[0]["bleu"] == round(sacrebleu.corpus_bleu(refs["src"], [refs["tgt"]], lowercase=True).score, 2)
+
+    rows = {r["row"]: r for r in report["models"]["absorbing"]["rows"]}
+    assert list(rows) == ["vanilla-50", "vanilla-4", "tp-4-20shot", "random-4-20shot", "paper-4-20shot", "tp-4-full"]
+    assert rows["vanilla-50"]["steps"] == 50 and rows["vanilla-50"]["speedup"] == 1.0
+    assert rows["vanilla-4"]["timesteps"] == [[49, 36, 23, 11]]
+    for name in ("tp-4-20shot", "random-4-20shot", "paper-4-20shot", "tp-4-full"):
+        found = json.loads((root / "searches" / "kjv-web" / f"absorbing.{name}{'.seed1' if '20shot' in name else ''}"
+                            ".json").read_text())
+        assert rows[name]["timesteps"] == [found["timesteps"]]  # the schedule the search wrote is the one decoded
+        assert rows[name]["search_s"] == pytest.approx(rows[name]["decoding_s"] + rows[name]["optimiser_s"], abs=0.5)
+
+    # vanilla-4 through fairseq-generate itself, scored on its H- lines
+    capsys.readouterr()
+    fairseq_main("generate", [str(root / "kjv-web" / "bin"), "--user-dir", str(REPO / "fairseq_tp"), "--task",
+                              "diffusion_translation", "--path", str(root / "ckpt" / "kjv-web-absorbing" /
+                                                                     "checkpoint_last.pt"),
+                              "--gen-subset", "test", "--batch-size", "100", "--cpu", "--tp-schedule", "uniform:4",
+                              "--remove-bpe", *REPARAM])
+    hyps = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("H-"):
+            head, _, text = line.split("\t")
+            hyps[int(head[2:])] = MosesDetokenizer("en").detokenize(text.split())
+    expected = sacrebleu.corpus_bleu([hyps[i] for i in range(30)], [refs["tgt"]], lowercase=True).score
+    assert rows["vanilla-4"]["bleu"] == round(expected, 2)
+
+    # a later run of one model keeps the others' rows
+    again = benchmark(root, "--models", "copy", "--results", str(results))
+    assert again.returncode == 0, again.stderr[-3000:]
+    merged = json.loads(results.read_text())
+    assert set(merged["models"]) == {"copy", "absorbing"}
+    assert "| absorbing | tp-4-full | 4 |" in again.stdout
+
+
+def test_missing_checkpoint_is_one_line(work, tmp_path):
+    root, _ = work
+    done = benchmark(root, "--models", "continuous", "--results", str(tmp_path / "r.json"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"benchmark.py: error: no checkpoint {root}/ckpt/kjv-web-continuous/"
+                                   f"checkpoint_last.pt; run examples/bible/train.sh first")
+    assert not (tmp_path / "r.json").exists()
