@@ -103,6 +103,17 @@ def test_rows_match_independent_decoding_and_scoring(work, tmp_path, capsys):
     assert set(merged["models"]) == {"copy", "absorbing"}
     assert "| absorbing | tp-4-full | 4 |" in again.stdout
 
+    # the steps sweep is stored beside the rows, which it leaves alone
+    swept = benchmark(root, "--models", "absorbing", "--sweep", "2", "--budget", "3", "--repeats", "1",
+                      "--results", str(results))
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    merged = json.loads(results.read_text())
+    assert merged["models"] == json.loads(json.dumps(report["models"] | {"copy": merged["models"]["copy"]}))
+    (row,) = merged["sweeps"]["absorbing"]["rows"]
+    found = json.loads((root / "searches" / "kjv-web" / "absorbing.sweep-2.json").read_text())
+    assert row["steps"] == 2 and row["searched_timesteps"] == found["timesteps"] and len(found["timesteps"]) == 2
+    assert "| 2 | " in swept.stdout
+
 
 def test_missing_checkpoint_is_one_line(work, tmp_path):
     root, _ = work

@@ -93,7 +93,7 @@ class Bench:
         history = state.get("optimizer_history") or [{}]
         return history[-1].get("num_updates")  # None where a checkpoint was stripped of it
 
-    def search(self, model, extra, name):
+    def search(self, model, extra, name, steps=4):
         from fairseq_tp.fairseq_search import tune
         from fairseq_tp.fairseq_search.cli import parse
 
@@ -101,7 +101,7 @@ class Bench:
         for path in (output, output.replace(".json", ".trials.jsonl")):
             if os.path.exists(path):
                 os.remove(path)  # a fresh search, never a resumed one
-        cfg, options = parse([self.bin, "--path", self.checkpoint(model), "--steps", "4", "--batch-size", "100",
+        cfg, options = parse([self.bin, "--path", self.checkpoint(model), "--steps", str(steps), "--batch-size", "100",
                               "--no-progress-bar", "--output", output, "--remove-bpe", *DECODING[model], *extra])
         start = time.perf_counter()
         report = tune(cfg, options)
@@ -163,6 +163,27 @@ class Bench:
                 entry["replicates"] = runs[0]["replicates"]
             rows.append(entry)
         return {"decoding": " ".join(DECODING[model]) or "ddim, eta 0", "rows": rows}
+
+    def sweep_rows(self, model, steps):
+        """How many steps keep the all-steps BLEU: uniform-N and a 20-shot botorch search per N (seed 1)."""
+        from fairseq_tp.fairseq_search.timing import time_schedules
+        from fairseq_tp.schedules import Schedule
+
+        os.makedirs(self.searches, exist_ok=True)
+        found = {n: self.search(model, ["--shots", "20", "--seed", "1", "--budget", str(self.args.budget)],
+                                f"sweep-{n}", steps=n) for n in steps}
+        decoder, T = self.test_decoder(model)
+        schedules = {}
+        for n in steps:
+            schedules[f"vanilla-{n}"] = Schedule.uniform(n, T)
+            schedules[f"tp-{n}"] = Schedule(tuple(found[n]["timesteps"]), T)
+        print(f"[bible] {model}: decoding the test set under {len(schedules)} schedules (sweep)", flush=True)
+        timed = time_schedules(decoder, schedules, self.args.repeats)
+        return [{"steps": n, "uniform_bleu": round(timed[f"vanilla-{n}"]["bleu"], 2),
+                 "searched_bleu": round(timed[f"tp-{n}"]["bleu"], 2), "searched_timesteps": found[n]["timesteps"],
+                 "uniform_sents_per_s": round(timed[f"vanilla-{n}"]["sents_per_s"], 2),
+                 "searched_sents_per_s": round(timed[f"tp-{n}"]["sents_per_s"], 2),
+                 "search_s": found[n]["search_s"]} for n in steps]
 
     def transformer_rows(self):
         from fairseq import checkpoint_utils, options, tasks
@@ -234,6 +255,9 @@ def main():
                         "(default --repeats; continuous models' 2000 steps take minutes per run)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="only the first N test verses (smoke runs)")
+    parser.add_argument("--sweep", nargs="+", type=int, default=None, metavar="N",
+                        help="instead of the table's rows: uniform-N and searched-N test BLEU for these N "
+                             "(how many steps keep the all-steps BLEU), stored under 'sweeps'")
     parser.add_argument("--results", default=None, help="default results/TASK.json beside this script")
     args = parser.parse_args()
     args.results = args.results or os.path.join(HERE, "results", f"{args.task}.json")
@@ -249,23 +273,38 @@ def main():
     logging.getLogger("fairseq_tp").setLevel(logging.INFO)
     logging.getLogger("sacrebleu").setLevel(logging.ERROR)  # the searches score tokenised text, on purpose
 
-    results = {"task": args.task, "scorer": bench.scorer.signature, "models": {}}
-    if os.path.isfile(args.results):
-        with open(args.results) as f:
-            results = json.load(f)
     for model in args.models:
+        if args.sweep and model in ("copy", "transformer"):
+            continue
         info = run_info(args, model, bench)
         start = time.perf_counter()
-        rows = (bench.copy_rows() if model == "copy" else bench.transformer_rows() if model == "transformer"
-                else bench.diffusion_rows(model))
-        results["models"][model] = {**info, **rows, "benchmark_s": round(time.perf_counter() - start, 1)}
-        results["scorer"] = bench.scorer.signature
-        os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
-        tmp = args.results + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, args.results)  # one model's rows at a time: an interrupted run keeps the others
-    print(markdown(results))
+        if args.sweep:
+            entry = {**info, "rows": bench.sweep_rows(model, args.sweep)}
+        else:
+            entry = {**info, **(bench.copy_rows() if model == "copy" else bench.transformer_rows()
+                                if model == "transformer" else bench.diffusion_rows(model))}
+        entry["benchmark_s"] = round(time.perf_counter() - start, 1)
+        store(args.results, "sweeps" if args.sweep else "models", model, entry, bench.scorer.signature, args.task)
+    if os.path.isfile(args.results):
+        with open(args.results) as f:
+            print(markdown(json.load(f)))
+
+
+def store(path, section, model, entry, scorer, task):
+    """Put one model's entry into the results file, re-read just before writing so that runs of other
+    models in parallel keep theirs; atomic, so an interrupted run leaves the file whole."""
+    results = {"task": task, "scorer": scorer, "models": {}}
+    if os.path.isfile(path):
+        with open(path) as f:
+            results = json.load(f)
+    results.setdefault(section, {})[model] = entry
+    results["scorer"] = scorer
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(tmp, path)
+    return results
 
 
 ORDER = ["copy", "absorbing", "reparam-multinomial", "multinomial", "continuous", "transformer"]
@@ -286,6 +325,18 @@ def markdown(results) -> str:
                       if "search_s" in r else "—")
             lines.append(f"| {model} | {r['row']} | {r['steps'] or '—'} | {bleu} | {speed} | {speedup} | {few} "
                          f"| {search} |")
+    for model, sweep in results.get("sweeps", {}).items():
+        full = next((r["bleu"] for r in results["models"].get(model, {}).get("rows", [])
+                     if r["row"].startswith("vanilla-") and r["steps"] > 4), None)
+        lines += ["", f"{model}: steps against the all-steps BLEU ({full if full is not None else '?'}); "
+                  f"searched = botorch, 20 shots, seed 1, budget as above",
+                  "", "| steps | uniform | share | searched | share | searched timesteps |", "|---|---|---|---|---|---|"]
+        for r in sweep["rows"]:
+            def share(b):
+                return f"{b / full:.1%}" if full else "—"
+            lines.append(f"| {r['steps']} | {r['uniform_bleu']:.2f} | {share(r['uniform_bleu'])} | "
+                         f"{r['searched_bleu']:.2f} | {share(r['searched_bleu'])} | "
+                         f"{','.join(map(str, r['searched_timesteps']))} |")
     lines.append("")
     for model in models:
         m = results["models"][model]
