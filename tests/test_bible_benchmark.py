@@ -96,6 +96,17 @@ def test_rows_match_independent_decoding_and_scoring(work, tmp_path, capsys):
     expected = sacrebleu.corpus_bleu([hyps[i] for i in range(30)], [refs["tgt"]], lowercase=True).score
     assert rows["vanilla-4"]["bleu"] == round(expected, 2)
 
+    # a rerun reuses the finished searches (same checkpoint and settings); another budget searches again
+    rerun = benchmark(root, "--models", "absorbing", "--seeds", "1", "--budget", "3", "--repeats", "1",
+                      "--skip-full-search", "--results", str(tmp_path / "rerun.json"))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.count("[bible] reusing ") == 3 and "| absorbing | tp-4-full |" not in rerun.stdout
+    rerun_rows = {r["row"]: r for r in json.loads((tmp_path / "rerun.json").read_text())["models"]["absorbing"]["rows"]}
+    assert all(rerun_rows[k]["timesteps"] == rows[k]["timesteps"] for k in rerun_rows)
+    other = benchmark(root, "--models", "absorbing", "--seeds", "1", "--budget", "4", "--repeats", "1",
+                      "--skip-full-search", "--limit", "5", "--results", str(tmp_path / "other.json"))
+    assert other.returncode == 0 and "[bible] reusing " not in other.stdout
+
     # a later run of one model keeps the others' rows
     again = benchmark(root, "--models", "copy", "--results", str(results))
     assert again.returncode == 0, again.stderr[-3000:]

@@ -29,6 +29,8 @@ import time
 
 import torch
 
+from fairseq_tp.schedules import write_schedule_file
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_WORK = os.environ.get("FAIRSEQ_TP_BIBLE", os.path.expanduser("~/.cache/fairseq-tp/bible"))
 # Per model: the decoding every row of it uses.  Discrete models: RDM's deterministic reparameterised routing
@@ -93,23 +95,63 @@ class Bench:
         history = state.get("optimizer_history") or [{}]
         return history[-1].get("num_updates")  # None where a checkpoint was stripped of it
 
-    def search(self, model, extra, name, steps=4):
+    def search(self, model, name, *, shots, seed, strategy="botorch", steps=4):
         from fairseq_tp.fairseq_search import tune
         from fairseq_tp.fairseq_search.cli import parse
 
         output = os.path.join(self.searches, f"{model}.{name}.json")
+        argv = [self.bin, "--path", self.checkpoint(model), "--steps", str(steps), "--batch-size", "100",
+                "--no-progress-bar", "--output", output, "--remove-bpe", *DECODING[model], "--shots", str(shots),
+                "--seed", str(seed), "--strategy", strategy, "--budget", str(self.args.budget)]
+        record = self.finished_search(output, steps=steps, shots=shots, seed=seed, strategy=strategy)
+        if record is not None:
+            print(f"[bible] reusing {output} (same checkpoint and options)", flush=True)
+            return self.summary(record, record.get("benchmark_wall_s"))
         for path in (output, output.replace(".json", ".trials.jsonl")):
             if os.path.exists(path):
-                os.remove(path)  # a fresh search, never a resumed one
-        cfg, options = parse([self.bin, "--path", self.checkpoint(model), "--steps", str(steps), "--batch-size", "100",
-                              "--no-progress-bar", "--output", output, "--remove-bpe", *DECODING[model], *extra])
+                os.remove(path)  # an unfinished or different search: start afresh
+        cfg, options = parse(argv)
         start = time.perf_counter()
         report = tune(cfg, options)
-        record = report.record
-        return {"timesteps": list(report.chosen.timesteps), "few_shot_bleu": record["bleu"],
+        wall = round(time.perf_counter() - start, 3)
+        with open(output) as f:
+            record = json.load(f)
+        record.update(benchmark_wall_s=wall)
+        write_schedule_file(output, report.chosen, **{k: v for k, v in record.items()
+                                                      if k not in ("timesteps", "num_timesteps", "steps")})
+        return self.summary(record, wall)
+
+    def finished_search(self, output, *, steps, shots, seed, strategy):
+        """A finished search of this checkpoint with these settings and this benchmark's decoding, or None."""
+        from fairseq_tp.fairseq_search.loading import sha256_of
+        if self.args.fresh_searches or not os.path.isfile(output):
+            return None
+        with open(output) as f:
+            record = json.load(f)
+        wanted = {"steps": steps, "shots": shots if shots == "all" else int(shots), "seed": seed,
+                  "strategy": strategy}
+        log = output.replace(".json", ".trials.jsonl")  # its header has the budget (the paper's strategy
+        if not os.path.isfile(log):                      # can spend some of it without decoding)
+            return None
+        with open(log) as f:
+            budget = json.loads(f.readline()).get("config", {}).get("budget")
+        decoding, flags = record.get("decoding", {}), DECODING[self.model_of(output)]
+        strategy_flag = flags[flags.index("--decoding-strategy") + 1] if "--decoding-strategy" in flags else "default"
+        same = ({k: record.get(k) for k in wanted} == wanted and budget == self.args.budget
+                and decoding.get("argmax") == ("--argmax-decoding" in flags)
+                and decoding.get("strategy") == strategy_flag
+                and record.get("checkpoint_sha256") == sha256_of(record.get("checkpoint", "")))
+        return record if same else None
+
+    def model_of(self, output):
+        return os.path.basename(output).split(".")[0]
+
+    @staticmethod
+    def summary(record, wall):
+        return {"timesteps": record["timesteps"], "few_shot_bleu": record["bleu"],
                 "uniform_few_shot_bleu": record["uniform_bleu"], "replicates": record["replicates"],
                 "search_s": record["elapsed_s"], "decoding_s": record["model_s"],
-                "optimiser_s": record["optimiser_s"], "wall_s": round(time.perf_counter() - start, 3)}
+                "optimiser_s": record["optimiser_s"], "wall_s": wall}
 
     def test_decoder(self, model):
         """A FewShotBleu over the whole test set: decodes any schedule with the model loaded once."""
@@ -129,13 +171,13 @@ class Bench:
         from fairseq_tp.schedules import Schedule
 
         args = self.args
-        budget = ["--budget", str(args.budget)]
         os.makedirs(self.searches, exist_ok=True)
         searches = {}
         for strategy, row in STRATEGIES:
-            searches[row] = [self.search(model, ["--shots", "20", "--seed", str(seed), "--strategy", strategy,
-                                                 *budget], f"{row}.seed{seed}") for seed in args.seeds]
-        searches["tp-4-full"] = [self.search(model, ["--shots", "all", "--seed", "1", *budget], "tp-4-full")]
+            searches[row] = [self.search(model, f"{row}.seed{seed}", shots=20, seed=seed, strategy=strategy)
+                             for seed in args.seeds]
+        if not args.skip_full_search:
+            searches["tp-4-full"] = [self.search(model, "tp-4-full", shots="all", seed=1)]
         decoder, T = self.test_decoder(model)
         full = {f"vanilla-{T}": Schedule.uniform(T, T)}
         schedules = {"vanilla-4": Schedule.uniform(4, T)}
@@ -158,7 +200,8 @@ class Bench:
             if row in searches:
                 runs = searches[row]
                 for key in ("search_s", "decoding_s", "optimiser_s", "wall_s", "few_shot_bleu"):
-                    entry[key] = round(statistics.mean(r[key] for r in runs), 2)
+                    values = [r[key] for r in runs if r[key] is not None]  # wall_s: None for reused searches
+                    entry[key] = round(statistics.mean(values), 2) if values else None
                 entry["uniform_few_shot_bleu"] = round(statistics.mean(r["uniform_few_shot_bleu"] for r in runs), 2)
                 entry["replicates"] = runs[0]["replicates"]
             rows.append(entry)
@@ -170,8 +213,7 @@ class Bench:
         from fairseq_tp.schedules import Schedule
 
         os.makedirs(self.searches, exist_ok=True)
-        found = {n: self.search(model, ["--shots", "20", "--seed", "1", "--budget", str(self.args.budget)],
-                                f"sweep-{n}", steps=n) for n in steps}
+        found = {n: self.search(model, f"sweep-{n}", shots=20, seed=1, steps=n) for n in steps}
         decoder, T = self.test_decoder(model)
         schedules = {}
         for n in steps:
@@ -254,6 +296,12 @@ def main():
     parser.add_argument("--full-repeats", type=int, default=None, help="timed runs of the all-steps rows "
                         "(default --repeats; continuous models' 2000 steps take minutes per run)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip-full-search", action="store_true",
+                        help="leave out tp-4-full (a whole-valid search with 4 noise draws costs ~100 min on one "
+                             "CPU thread for reparam-multinomial)")
+    parser.add_argument("--fresh-searches", action="store_true",
+                        help="search again even where WORK/searches holds this benchmark's result for the same "
+                             "checkpoint and options (default: reuse it, so an interrupted run resumes)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test verses (smoke runs)")
     parser.add_argument("--sweep", nargs="+", type=int, default=None, metavar="N",
                         help="instead of the table's rows: uniform-N and searched-N test BLEU for these N "
