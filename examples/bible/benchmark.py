@@ -279,8 +279,9 @@ def run_info(args, model, bench):
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
             "repeats": args.repeats, "full_repeats": args.full_repeats or args.repeats}
-    if model != "copy" and bench.updates(model) is not None:
-        info["checkpoint_updates"] = bench.updates(model)
+    updates = None if model == "copy" else bench.updates(model)
+    if updates is not None:
+        info["checkpoint_updates"] = updates
     return info
 
 

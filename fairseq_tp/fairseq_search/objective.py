@@ -61,6 +61,7 @@ class FewShotBleu:
         self.shard = (0, 1)  # (rank, world size): which batches this process decodes in statistics()
         self._encoded: Dict[int, Tuple[dict, Encoded]] = {}
         self._sentence_stats: Dict[Tuple[Schedule, int], Dict[int, List[int]]] = {}  # (schedule, draw) -> id -> stats
+        self.keep_sentence_statistics = False  # per-sentence BLEU costs a scorer call a sentence: only for the guard
 
     # -- the Objective protocol -------------------------------------------
     def evaluate(self, schedules: Sequence[Schedule]) -> List[Union[float, List[float]]]:
@@ -72,8 +73,11 @@ class FewShotBleu:
         rank, world = self.shard
         mine = [b for b in range(len(self.batches)) if b % world == rank]
         runs = [(s, r) for s in schedules for r in range(self.replicates)]
+        translated = self._translate_runs(runs, mine)
+        if not self.keep_sentence_statistics:
+            return [self.bleu.statistics(t) for t in translated]
         totals = []
-        for run, translations in zip(runs, self._translate_runs(runs, mine)):
+        for run, translations in zip(runs, translated):
             per_sentence = {t.sentence_id: self.bleu.statistics([t]) for t in translations}
             self._sentence_stats.setdefault(run, {}).update(per_sentence)  # kept for sentence_statistics()
             totals.append([int(sum(column)) for column in zip(*per_sentence.values())] if per_sentence

@@ -69,6 +69,7 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     objective = loaded.objective(dataset, shot_ids, bleu, seed=seed, schedules_per_batch=search.schedules_per_batch,
                                  replicates=replicates)
     local_objective = objective  # rank 0 decodes the --min-confidence test alone
+    objective.keep_sentence_statistics = bool(search.min_confidence)
     if distributed.world() > 1:
         if torch.distributed.get_rank() != 0:
             distributed.serve(objective)  # until rank 0 has finished searching
