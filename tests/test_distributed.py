@@ -41,8 +41,10 @@ def kill_every_process_of(marker: str):
                 pass
 
 
-def trials(path):
-    return [(r["timesteps"], r["bleu"], r.get("replicates")) for r in map(json.loads, path.read_text().splitlines()[1:])]
+def trials(path, kind=None):
+    """(timesteps, rates, BLEU, replicates) of the search's trials, or of the confirmation lines (kind "confirm")."""
+    records = [r for r in map(json.loads, path.read_text().splitlines()[1:]) if r.get("kind") == kind]
+    return [(r["timesteps"], r.get("rates"), r["bleu"], r.get("replicates"), r.get("statistics")) for r in records]
 
 
 @pytest.mark.parametrize("bleu", ["sacrebleu", "tokenized"])
@@ -56,7 +58,12 @@ def test_two_ranks_score_exactly_as_one_process(bleu, decoding, toy_data, checkp
     assert process.returncode == 0, err[-3000:]
     one, two = trials(tmp_path / "one.trials.jsonl"), trials(tmp_path / "two.trials.jsonl")
     assert len(one) == 12 and two == one  # to the last digit, replicates included
-    assert (decoding == "stochastic") == (one[0][2] is not None)
+    assert (decoding == "stochastic") == (one[0][3] is not None)
+    # Confirmation (on by default) decoded over both ranks: the same per-sentence statistics as one process.
+    confirmed = trials(tmp_path / "one.trials.jsonl", "confirm")
+    assert len(confirmed) == 6 and trials(tmp_path / "two.trials.jsonl", "confirm") == confirmed
+    assert json.loads((tmp_path / "two.json").read_text())["confirmation"]["candidates"] == \
+        json.loads((tmp_path / "one.json").read_text())["confirmation"]["candidates"]
     assert sum(line.startswith("searched ") for line in out.splitlines()) == 1  # rank 0 alone reports
 
 
@@ -77,6 +84,7 @@ def test_a_killed_two_rank_search_resumes_to_the_uninterrupted_result(toy_data, 
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
     assert trials(log) == trials(tmp_path / "whole.trials.jsonl")
+    assert trials(log, "confirm") == trials(tmp_path / "whole.trials.jsonl", "confirm")
 
 
 def test_a_failing_rank_ends_the_job_with_a_line_naming_it(toy_data, checkpoints, tmp_path):

@@ -113,8 +113,8 @@ def test_resumed_search_matches_an_uninterrupted_one(toy_data, checkpoints, tmp_
     resumed = search(*args, tmp_path, *common, "--budget", "11", "--resume", name="part.json")
 
     def trials(name):
-        lines = (tmp_path / name).read_text().splitlines()[1:]
-        return [(json.loads(line)["timesteps"], json.loads(line)["bleu"]) for line in lines]
+        lines = [json.loads(line) for line in (tmp_path / name).read_text().splitlines()[1:]]
+        return [(line["timesteps"], line["bleu"]) for line in lines if line.get("kind") != "confirm"]
 
     assert trials("part.trials.jsonl") == trials("whole.trials.jsonl") and len(trials("whole.trials.jsonl")) == 11
     assert (resumed["timesteps"], resumed["bleu"]) == (whole["timesteps"], whole["bleu"])
@@ -271,8 +271,9 @@ def test_command_line_tool_is_installed_and_exits_non_zero_on_bad_input(toy_data
     record = json.loads((tmp_path / "schedule.json").read_text())
     assert record["evaluations"] == 3
     searched = [line.split() for line in ok.stdout.splitlines() if line.startswith("searched ")]
-    assert searched == [["searched", ",".join(map(str, record["timesteps"])), "BLEU", f"{record['bleu']:.2f}",
-                         f"({record['bleu'] - record['uniform_bleu']:+.2f})"]]
+    assert searched == [["searched", ",".join(map(str, record["searched"]["timesteps"])), "BLEU",
+                         f"{record['searched_bleu']:.2f}", f"({record['searched_bleu'] - record['uniform_bleu']:+.2f})",
+                         "on", "the", "shots"]]
 
 
 @pytest.mark.fixture_dir("rdm-toy")
@@ -353,7 +354,9 @@ def test_replicates_default_by_determinism_and_are_logged(flags, replicates, why
     record = search(toy_data / "bin", checkpoints["absorbing"], tmp_path, "--steps", "3", "--shots", "6",
                     "--budget", "4", *flags)
     assert (record["replicates"], record["replicates_why"]) == (replicates, why)
-    trials = [json.loads(line) for line in (tmp_path / "schedule.trials.jsonl").read_text().splitlines()[1:]]
+    lines = [json.loads(line) for line in (tmp_path / "schedule.trials.jsonl").read_text().splitlines()[1:]]
+    trials = [line for line in lines if line.get("kind") != "confirm"]
+    assert len(trials) == 4
     for trial in trials:
         if replicates == 1:
             assert "replicates" not in trial

@@ -89,7 +89,7 @@ def guarded_search(data, checkpoint, out_dir, minimum, *extra):
     output = out_dir / f"guard{minimum}.json"
     search_main([str(data), "--user-dir", PLUGIN_DIR, "--path", str(checkpoint), "--cpu", "--no-progress-bar",
                  "--steps", "3", "--shots", "12", "--budget", "8", "--seed", "2", "--output", str(output),
-                 "--min-confidence", str(minimum), *extra])
+                 "--min-confidence", str(minimum), "--confirm-top", "0", *extra])
     return json.loads(output.read_text())
 
 

@@ -8,6 +8,9 @@ and writes results/PART.json.
     python examples/search_benchmark/benchmark.py strategies     # botorch vs paper vs random, equal budget
     python examples/search_benchmark/benchmark.py paired         # searched vs uniform-4 on test, R = 1 vs R = 4
     python examples/search_benchmark/benchmark.py distributed    # a full-valid search, 1 process vs torchrun 2
+    python examples/search_benchmark/benchmark.py holds --cells probe-4-rates ...  # does the gain hold on test?
+    python examples/search_benchmark/benchmark.py holds --report   # the table of every finished cell
+    python examples/search_benchmark/benchmark.py confirm-cost   # search phase with and without confirmation
 
 Run it alone on the machine with OMP_NUM_THREADS fixed (it sets torch's threads from --threads).
 """
@@ -229,7 +232,178 @@ def distributed(args, work):
     return {"runs": rows, "median": median}, lines
 
 
-PARTS = {"distributed": distributed, "optimiser": optimiser, "search-phase": search_phase, "strategies": strategies, "paired": paired}
+# -- holds: searched - uniform-N on test, paired over search seeds ----------------------------------------------
+# cell: (model, decoding flags, N, search seeds, test noise seeds, search flags); each search runs with
+# confirmation on, and the schedule it found before confirming is the "off" row (the same search).
+PROBE_SEEDS, FEW_SEEDS = [1, 2, 3, 4, 5], [1, 2, 3]
+CELLS = {
+    **{f"probe-4-{space}": ("bible-absorbing", DETERMINISTIC, 4, PROBE_SEEDS, [1], ["--search-space", space])
+       for space in ("timesteps", "rates", "both")},
+    **{f"probe-4-{space}-200shots": ("bible-absorbing", DETERMINISTIC, 4, PROBE_SEEDS, [1],
+                                     ["--search-space", space, "--shots", "200", "--confirm-top", "0"])
+       for space in ("timesteps", "rates", "both")},
+    "probe-4-rates-confirm-all": ("bible-absorbing", DETERMINISTIC, 4, PROBE_SEEDS, [1],
+                                  ["--search-space", "rates", "--confirm-shots", "all"]),
+    "probe-8-auto": ("bible-absorbing", DETERMINISTIC, 8, FEW_SEEDS, [1], []),
+    "probe-default-4": ("bible-absorbing", DEFAULT, 4, FEW_SEEDS, [11, 12, 13], []),
+    "rdm-multinomial-4": ("rdm-multinomial", DEFAULT, 4, PROBE_SEEDS, [11, 12, 13], []),
+}
+# Reference rows, no search: every step (uniform:T) on test.
+REFERENCES = {"probe-all-steps": ("bible-absorbing", DETERMINISTIC, 50, [1]),
+              "probe-default-all-steps": ("bible-absorbing", DEFAULT, 50, [11, 12, 13])}
+HOLDS = HERE / "results" / "holds.json"
+
+
+class TestDecoder:
+    """A model loaded once with the cell's decoding flags: test BLEU of any schedule under a noise seed, scored as
+    fairseq-generate --remove-bpe and sacreBLEU tokenize="none" on the H-/T- lines (cached)."""
+
+    def __init__(self, name, flags):
+        from fairseq_tp.fairseq_search.bleu import SacreBleu
+        from fairseq_tp.fairseq_search.cli import parse
+        from fairseq_tp.fairseq_search.loading import load_for_decoding
+        data, ckpt, extra = MODELS[name]
+        cfg, _ = parse([str(data), "--path", str(ckpt), "--cpu", "--batch-size", "100", "--steps", "4",
+                        *extra, *flags])
+        self.loaded = load_for_decoding(cfg)
+        self.test = self.loaded.subset("test", "--gen-subset")
+        self.scorer = SacreBleu(tokenize="none")
+        self.cache = {}
+
+    def bleu(self, schedule, seed) -> float:
+        if (schedule, seed) not in self.cache:
+            objective = self.loaded.objective(self.test, range(len(self.test)), self.scorer, seed=seed,
+                                              schedules_per_batch=1)
+            self.cache[schedule, seed] = objective.evaluate([schedule])[0]
+        return self.cache[schedule, seed]
+
+
+def _store_row(key, row):
+    """Merge one finished run into results/holds.json (re-read under a lock: parallel runs keep each other's)."""
+    import fcntl
+    from fairseq_tp.files import atomic_write_text
+    HOLDS.parent.mkdir(exist_ok=True)
+    with open(str(HOLDS) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(HOLDS.read_text()) if HOLDS.exists() else {}
+        rows[key] = row
+        atomic_write_text(str(HOLDS), json.dumps(rows, indent=1, sort_keys=True) + "\n")
+
+
+def _finished():
+    return json.loads(HOLDS.read_text()) if HOLDS.exists() else {}
+
+
+def holds(args, work):
+    """Each cell's searches (skipping runs already in results/holds.json) and the test BLEU of what they wrote."""
+    from fairseq_tp.schedules import Schedule
+    if args.report:
+        return None, holds_table(_finished())
+    for reference in args.references:
+        name, decoding, steps, test_seeds = REFERENCES[reference]
+        if reference not in _finished():
+            test = TestDecoder(name, decoding)
+            schedule = Schedule.uniform(steps, test.loaded.model.diffusion.num_timesteps)
+            _store_row(reference, {"cell": reference, "schedule": str(schedule), "test_seeds": test_seeds,
+                                   "test": [test.bleu(schedule, s) for s in test_seeds], "machine": machine(),
+                                   "date": datetime.datetime.now().isoformat(timespec="minutes")})
+    for cell in args.cells:
+        name, decoding, steps, seeds, test_seeds, flags = CELLS[cell]
+        todo = [seed for seed in seeds if f"{cell}|{seed}" not in _finished()]
+        if not todo:
+            continue
+        test = TestDecoder(name, decoding)
+        uniform = Schedule.uniform(steps, test.loaded.model.diffusion.num_timesteps)
+        for seed in todo:
+            started = time.perf_counter()
+            report = search(name, work, "--steps", str(steps), "--budget", str(args.budget), "--seed", str(seed),
+                            *decoding, *flags)
+            wall = time.perf_counter() - started
+            record, confirmation = report.record, report.confirmation or {}
+            searched = report.result.best_schedule
+            row = {"cell": cell, "seed": seed, "model": name, "decoding": decoding, "steps": steps, "flags": flags,
+                   "search_space": record["search_space"], "shots": record["shots"],
+                   "uniform": str(uniform), "searched": str(searched), "written": str(report.chosen),
+                   "few_shot_uniform": report.result.baseline_bleu, "few_shot_searched": report.result.best_bleu,
+                   "search_s": record["elapsed_s"], "confirm_s": confirmation.get("seconds"), "wall_s": wall,
+                   "confirmation": {k: confirmation.get(k) for k in ("kept_uniform", "why", "gain", "confidence",
+                                                                      "mean_left_out_gain",
+                                                                      "left_out_gain_interval")},
+                   "confirm_uniform": confirmation["candidates"][0]["bleu"] if "candidates" in confirmation else None,
+                   "confirm_written": (confirmation["candidates"][confirmation["chosen"]]["bleu"]
+                                       if "candidates" in confirmation else None),
+                   "test_seeds": test_seeds,
+                   "test_uniform": [test.bleu(uniform, s) for s in test_seeds],
+                   "test_searched": [test.bleu(searched, s) for s in test_seeds],
+                   "test_written": [test.bleu(report.chosen, s) for s in test_seeds],
+                   "date": datetime.datetime.now().isoformat(timespec="minutes"), "machine": machine(),
+                   "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+            _store_row(f"{cell}|{seed}", row)
+            print(f"{cell} seed {seed}: searched {row['searched']} wrote {row['written']}: test "
+                  f"{statistics.mean(row['test_uniform']):.2f} -> searched {statistics.mean(row['test_searched']):.2f}"
+                  f", written {statistics.mean(row['test_written']):.2f} ({wall:.0f} s)", flush=True)
+    return None, holds_table(_finished())
+
+
+def _paired(rows, key):
+    """Mean and s.e. over search seeds of the seed's mean paired test difference (``key`` − uniform)."""
+    diffs = [statistics.mean(a - b for a, b in zip(r[key], r["test_uniform"])) for r in rows]
+    m, sd = mean_sd(diffs)
+    return m, (sd / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan"))
+
+
+def holds_table(finished):
+    lines = ["| cell | seeds | search space | shots | few-shot gain reported | test: uniform | test: searched − uniform "
+             "(confirmation off) | test: written − uniform (confirmation on) | kept uniform | search s | confirm s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for cell in CELLS:
+        rows = [finished[k] for k in sorted(finished) if finished[k]["cell"] == cell]
+        if not rows:
+            continue
+        reported = statistics.mean(r["few_shot_searched"] - r["few_shot_uniform"] for r in rows)
+        off, off_se = _paired(rows, "test_searched")
+        uniform = statistics.mean(statistics.mean(r["test_uniform"]) for r in rows)
+        confirmed = [r for r in rows if r["confirm_s"] is not None]
+        on = "—"
+        if confirmed:
+            m, se = _paired(confirmed, "test_written")
+            on = f"{m:+.2f} ± {2 * se:.2f}"
+        kept = sum(bool(r["confirmation"]["kept_uniform"]) for r in confirmed)
+        confirm_s = f"{statistics.median(r['confirm_s'] for r in confirmed):.1f}" if confirmed else "—"
+        lines.append(f"| {cell} | {len(rows)} | {rows[0]['search_space']} | {rows[0]['shots']} | {reported:+.2f} | "
+                     f"{uniform:.2f} | {off:+.2f} ± {2 * off_se:.2f} | {on} | "
+                     f"{f'{kept} of {len(confirmed)}' if confirmed else '—'} | "
+                     f"{statistics.median(r['search_s'] for r in rows):.1f} | {confirm_s} |")
+    lines.append("\n± is 2 s.e. over search seeds (each seed's paired difference averaged over its test noise seeds).")
+    for reference in REFERENCES:
+        if reference in finished:
+            row = finished[reference]
+            lines.append(f"{reference}: {row['schedule']} test BLEU {statistics.mean(row['test']):.2f} "
+                         f"(mean over test seeds {row['test_seeds']})")
+    return lines
+
+
+def confirm_cost(args, work):
+    """The 20-shot search phase of the probe (reparam deterministic, default space) with confirmation on and
+    with --confirm-top 0, interleaved, --repeats times each: wall seconds of search and confirmation."""
+    rows = []
+    for repeat in range(args.repeats):
+        for top in ("5", "0"):
+            report = search("bible-absorbing", work, "--budget", str(args.budget), "--seed", "1",
+                            "--confirm-top", top, *DETERMINISTIC)
+            confirmation = report.confirmation or {}
+            rows.append({"confirm_top": int(top), "repeat": repeat, "search_s": report.record["elapsed_s"],
+                         "confirm_s": confirmation.get("seconds", 0.0)})
+    med = {top: {k: statistics.median(r[k] for r in rows if r["confirm_top"] == top) for k in ("search_s", "confirm_s")}
+           for top in (5, 0)}
+    on, off = med[5]["search_s"] + med[5]["confirm_s"], med[0]["search_s"]
+    lines = ["| --confirm-top | search s | confirmation s | search phase s |", "|---|---|---|---|",
+             f"| 5 (default) | {med[5]['search_s']:.1f} | {med[5]['confirm_s']:.1f} | {on:.1f} |",
+             f"| 0 | {med[0]['search_s']:.1f} | — | {off:.1f} |", f"\nratio {on / off:.2f}x (medians of {args.repeats})"]
+    return {"runs": rows, "median": med, "ratio": on / off}, lines
+
+
+PARTS = {"holds": holds, "confirm-cost": confirm_cost, "distributed": distributed, "optimiser": optimiser, "search-phase": search_phase, "strategies": strategies, "paired": paired}
 
 
 def main():
@@ -243,9 +417,16 @@ def main():
     parser.add_argument("--test-seeds", nargs="+", type=int, default=[11, 12, 13, 14])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--min-confidence", type=float, default=0.0, help="paired: fairseq-tp-search's guard")
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS), help="holds: which cells")
+    parser.add_argument("--report", action="store_true", help="holds: print the table of finished cells only")
+    parser.add_argument("--references", nargs="*", default=[], choices=list(REFERENCES),
+                        help="holds: also decode these all-steps reference rows")
     args = parser.parse_args()
     args.budget = args.budget or {"strategies": 20, "distributed": 20}.get(args.part, 40)
-    for name in args.models if args.part in ("strategies", "paired") else ["rdm-absorbing"]:
+    models = ({CELLS[c][0] for c in args.cells} if args.part == "holds" else ["bible-absorbing"]
+              if args.part == "confirm-cost" else args.models if args.part in ("strategies", "paired")
+              else ["rdm-absorbing"])
+    for name in models:
         if not MODELS[name][1].is_file():
             sys.exit(f"benchmark.py: error: fixture checkpoint {MODELS[name][1]} not found")
     torch.set_num_threads(args.threads)
@@ -256,6 +437,9 @@ def main():
     info["load_average_after"] = os.getloadavg()
     results = HERE / "results"
     results.mkdir(exist_ok=True)
+    if data is None:  # holds keeps its own file, row by row
+        print("\n".join(lines))
+        return
     stem = args.part + (f"-confidence{args.min_confidence}" if args.min_confidence else "")
     (results / f"{stem}.json").write_text(json.dumps({**info, "rows": data}, indent=1) + "\n")
     print(f"{info['date']}, {info['machine']}, {info['threads']} thread(s), load average before "

@@ -118,14 +118,14 @@ class DiscreteDiffusion(DiffusionProcess):
         logits: torch.Tensor,
         t: torch.Tensor,
         s: torch.Tensor,
-        progress: torch.Tensor,
+        rate: torch.Tensor,
         options: DecodingOptions,
         rng: RandomSource,
     ) -> DecodeState:
         """Move every row from its timestep ``t`` [B] to its target ``s`` [B] (s = -1: x0).
 
-        ``progress`` [B] in (0, 1] drives the reparameterised denoising rate
-        (RDM: (pass index + 1) / passes).
+        ``rate`` [B] (float64) is the share of tokens the reparameterised strategies leave noisy
+        after this pass (see :func:`pass_rates`); ``default`` does not read it.
         """
         non_special = self.non_special(state.tokens)
         log_x0 = self.x0_log_probs(logits, state.tokens, non_special)
@@ -135,7 +135,7 @@ class DiscreteDiffusion(DiffusionProcess):
             return self.default_step(state, log_x0, t, s, non_special, options, rng)
         cur_scores, cur_tokens = pick_tokens(log_x0, options, rng)
         noise = self.noise_tokens(state.tokens, t, s, rng)
-        return reparam_route(state, cur_scores, cur_tokens, noise, non_special, strategy.rate(progress), strategy, rng)
+        return reparam_route(state, cur_scores, cur_tokens, noise, non_special, rate, strategy, rng)
 
 
     def shifted_times(self, t: torch.Tensor, s: torch.Tensor, difference: int):

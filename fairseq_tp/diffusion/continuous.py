@@ -181,7 +181,7 @@ class ContinuousDiffusion(DiffusionProcess):
             raise ValueError("--decoding-time-difference and --temperature-annealing are RDM's, for discrete "
                              "diffusion; continuous models decode with --continuous-sampler ddim|ddpm")
 
-    def reverse_step(self, state, prediction: X0Prediction, t, s, progress, options, rng):
+    def reverse_step(self, state, prediction: X0Prediction, t, s, rate, options, rng):
         """x_t -> x_s for every row (s = -1: x0_hat); at the last pass tokens and scores round x0_hat."""
         # The state stays in its own dtype (float32 even when the network runs in fp16).
         x0, embeddings = prediction.x0.type_as(state.x), prediction.embeddings.type_as(state.x)

@@ -50,6 +50,37 @@ class ReparamStrategy:
         return torch.cos(progress * (math.pi * 0.5))
 
 
+def pass_rates(strategy: Optional[ReparamStrategy], rates: Optional[Sequence[float]], rate_from: str,
+               targets: torch.Tensor, num_timesteps: int) -> torch.Tensor:
+    """[rows, passes] float64: the share of tokens left noisy after each pass, for rows whose pass
+    targets are ``targets`` [rows, passes] (-1: x0).  A schedule's own ``rates`` win; else the
+    strategy's curve of the progress, (pass + 1) / passes as RDM, or 1 - (target + 1) / T with
+    ``--denoising-rate timestep``.  Zeros for ``default``, which reads no rate."""
+    rows, passes = targets.shape
+    if strategy is None:
+        return torch.zeros(rows, passes, dtype=torch.float64, device=targets.device)
+    if rates is not None:
+        return torch.tensor(rates, dtype=torch.float64, device=targets.device).expand(rows, passes)
+    if rate_from == "timestep":
+        progress = 1 - (targets.double() + 1) / num_timesteps
+    else:
+        progress = (torch.arange(passes, dtype=torch.float64, device=targets.device) + 1).div(passes)
+        progress = progress.expand(rows, passes)
+    return strategy.rate(progress)
+
+
+def check_schedule_rates(options: "DecodingOptions", continuous: bool) -> None:
+    """ValueError (one line) where a schedule's own rates cannot be honoured."""
+    if continuous:
+        raise ValueError("schedule rates (TIMESTEPS@RATES) set how many tokens a pass unmasks: continuous models "
+                         "have no tokens to unmask")
+    if options.reparam is None:
+        raise ValueError("schedule rates (TIMESTEPS@RATES) replace the curve of RDM's reparam-* decoding strategies; "
+                         "--decoding-strategy default unmasks at the pace of the timesteps and reads no rate")
+    if options.rate_from == "timestep":
+        raise ValueError("schedule rates (TIMESTEPS@RATES) replace the denoising rate: drop --denoising-rate timestep")
+
+
 def annealed_temperature(index: int, passes: int) -> float:
     """RDM's annealing, 0.5 at the first pass down to 0.45 at the last; one pass (where RDM divides
     by zero) gets 0.5, the first pass's value."""

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ..diffusion import DecodingOptions, RandomSource
-from ..diffusion.decoding import rdm_uniform_step
+from ..diffusion.decoding import pass_rates, rdm_uniform_step
 from ..schedules import Schedule
 
 
@@ -100,6 +100,7 @@ class DiffusionGenerator:
         # Every row's timestep and target for every pass, built once: [rows * groups, passes].
         timesteps = torch.tensor([s.timesteps for s in schedules], device=device).repeat_interleave(rows, dim=0)
         targets = torch.tensor([s.targets() for s in schedules], device=device).repeat_interleave(rows, dim=0)
+        rates = self._rates(schedules, targets[::rows], diffusion.num_timesteps).repeat_interleave(rows, dim=0)
 
         state = diffusion.initial_state(lengths, int(lengths.max()), rng)
         history = [state.tokens.clone()] if self.retain_history else None
@@ -111,10 +112,9 @@ class DiffusionGenerator:
             return [self._finalize(state, history, 0, rows, encoded, passes)]
         for i in range(passes):
             t, s = timesteps[:, i], targets[:, i]
-            progress = self._progress(i, passes, s, diffusion.num_timesteps)
             # Logits for discrete models, an X0Prediction for continuous ones (x_t is state.x).
             output = model.decoder(state.tokens, encoder_out, diffusion.network_time_at_decoding(t), x_t=state.x)
-            state = diffusion.reverse_step(state, output, t, s, progress, self.options.for_pass(i, passes), rng)
+            state = diffusion.reverse_step(state, output, t, s, rates[:, i], self.options.for_pass(i, passes), rng)
             if history is not None:
                 history.append(diffusion.visible_tokens(state).clone())
         return [self._finalize(state, history, g * rows, rows, encoded, [passes] * (rows * groups))
@@ -134,11 +134,12 @@ class DiffusionGenerator:
                 t, s = rdm_uniform_step(i, words.clamp(max=passes).clamp(min=1), diffusion.num_timesteps)
             else:
                 t, s = timesteps[index, i], targets[index, i]
-            progress = self._progress(i, passes, s, diffusion.num_timesteps)
+            rate = pass_rates(self.options.reparam, self.schedule.rates, self.options.rate_from,
+                              s[:, None].expand(-1, passes), diffusion.num_timesteps)[:, i]
             # Until the first sentence stops, every row is active: no need to copy the encoder output.
             encoder_rows = encoder_out if len(index) == rows else model.encoder.reorder_encoder_out(encoder_out, index)
             output = model.decoder(part.tokens, encoder_rows, diffusion.network_time_at_decoding(t))
-            part = diffusion.reverse_step(part, output, t, s, progress, self.options.for_pass(i, passes), rng)
+            part = diffusion.reverse_step(part, output, t, s, rate, self.options.for_pass(i, passes), rng)
             state = state.with_rows(index, part)
             if history is not None:
                 history.append(state.tokens.clone())
@@ -152,11 +153,11 @@ class DiffusionGenerator:
                 break
         return state, done_after
 
-    def _progress(self, index, passes, s, num_timesteps):
-        """How far decoding is after this pass; drives the reparameterised denoising rate."""
-        if self.options.rate_from == "timestep":
-            return 1 - (s.double() + 1) / num_timesteps
-        return torch.full(s.shape, (index + 1) / passes, dtype=torch.float64, device=s.device)
+    def _rates(self, schedules: Sequence[Schedule], targets: torch.Tensor, num_timesteps: int) -> torch.Tensor:
+        """[schedules, passes]: the share left noisy after each pass, row g for schedule g (targets [g, passes])."""
+        strategy = self.options.reparam
+        return torch.cat([pass_rates(strategy, schedule.rates, self.options.rate_from, targets[g:g + 1], num_timesteps)
+                          for g, schedule in enumerate(schedules)])
 
     def _finalize(self, state, history, start, rows, encoded: Encoded, passes: List[int]):
         """``passes[row]``: the decoder passes row ``row`` ran (its history has one state more)."""

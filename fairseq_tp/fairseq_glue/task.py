@@ -14,7 +14,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask, load_l
 from fairseq import utils
 
 from ..diffusion import CONTINUOUS_SAMPLERS, DIFFUSION_TYPES, DecodingOptions, ReparamStrategy
-from ..diffusion.decoding import RATE_SOURCES, check_continuous_options
+from ..diffusion.decoding import RATE_SOURCES, check_continuous_options, check_schedule_rates
 from ..diffusion.training import Q_SAMPLE_MODES, check_training_options
 from ..errors import UsageError
 from ..schedules import Schedule, ScheduleError, ScheduleSpec, decoding_differences, decoding_record
@@ -93,7 +93,7 @@ class DiffusionTranslationTask(TranslationTask):
         super().__init__(cfg, src_dict, tgt_dict)
         # Parse at the edge, before any model is loaded or any sentence decoded.
         try:
-            self.schedule_spec = ScheduleSpec.parse(cfg.tp_schedule) if cfg.tp_schedule else None
+            self.schedule_spec = ScheduleSpec.parse(cfg.tp_schedule) if cfg.tp_schedule is not None else None
             ReparamStrategy.parse(cfg.decoding_strategy)
         except (ScheduleError, ValueError) as e:
             raise UsageError(f"--tp-schedule: {e}" if isinstance(e, ScheduleError) else str(e)) from None
@@ -197,6 +197,8 @@ class DiffusionTranslationTask(TranslationTask):
         ``--beam-within-length`` and ``--return-all-cands`` come from the task's options."""
         try:
             model.diffusion.check_decoding(options)
+            if schedule.rates is not None:
+                check_schedule_rates(options, model.diffusion.continuous)
         except ValueError as e:
             raise UsageError(str(e)) from None
         return DiffusionGenerator(self.target_dictionary, schedule, options, beam_size, retain_history,

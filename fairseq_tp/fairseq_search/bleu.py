@@ -13,7 +13,7 @@ summed give exactly the corpus score.
 """
 import re
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import Optional, List, Sequence
 
 import sacrebleu
 
@@ -39,8 +39,9 @@ def compound_split(line: str) -> str:
 class SacreBleu:
     name = "sacrebleu"
 
-    def __init__(self):
-        self._metric = sacrebleu.metrics.BLEU()
+    def __init__(self, tokenize: Optional[str] = None):
+        """``tokenize``: sacreBLEU's tokenizer (default its 13a; "none" for text tokenized already)."""
+        self._metric = sacrebleu.metrics.BLEU(tokenize=tokenize)
         self._metric.corpus_score(["."], [["."]])  # the signature names the reference count only once known
 
     @property

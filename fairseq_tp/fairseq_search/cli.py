@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
 from ..errors import PREFIX, UsageError
+from ..schedules import Schedule
 
 PROG = "fairseq-tp-search"
 
@@ -89,7 +90,9 @@ def parse(argv: List[str]) -> Tuple[object, object]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
-                        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr)
+                        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stderr,
+                        force=True)  # one of fairseq's models sets the root logger to DEBUG when imported
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font search logs hundreds of DEBUG lines
     from . import distributed
     try:
         cfg, search = parse(sys.argv[1:] if argv is None else list(argv))
@@ -102,6 +105,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         if distributed.world() > 1:
             distributed.fail(PROG, e.message)
         raise SystemExit(f"{PROG}: error: {e.message}") from None
+    except KeyboardInterrupt:
+        # Every trial and confirmation line is fsync'd when written: the log stays valid.
+        print(f"{PROG}: error: interrupted; finished evaluations are in the trial log (continue with --resume)",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as e:  # under torchrun, name the rank that failed and why
         if distributed.world() > 1:
             distributed.fail(PROG, f"{type(e).__name__}: {e}")
@@ -125,7 +133,8 @@ def summary_lines(report) -> List[str]:
         f"optimiser {result.optimiser_s:.1f} s{median}",
         f"each schedule scored over {record['replicates']} noise draw(s) ({record['replicates_why']})",
         f"uniform  {str(result.baseline_schedule):>24}  BLEU {result.baseline_bleu:6.2f}",
-        f"searched {str(result.best_schedule):>24}  BLEU {result.best_bleu:6.2f}  ({result.improvement:+.2f})",
+        f"searched {str(result.best_schedule):>24}  BLEU {result.best_bleu:6.2f}  ({result.improvement:+.2f}) "
+        f"on the shots",
     ]
     if report.guard is not None:
         guard = report.guard
@@ -133,6 +142,20 @@ def summary_lines(report) -> List[str]:
         lines.append(f"out-of-bag bootstrap of the shots: the pick beat uniform on left-out shots in "
                      f"{guard['confidence']:.1%} of {guard['resamples']} resamples (mean gain "
                      f"{guard['mean_left_out_gain']:+.2f}; --min-confidence {guard['min_confidence']}): {verdict}")
+    confirmation = report.confirmation
+    if confirmation is not None and "skipped" in confirmation:
+        lines.append(f"confirmation skipped: {confirmation['skipped']}")
+    elif confirmation is not None:
+        lines.append(f"confirmation on {len(confirmation['sentence_ids'])} other sentences of '{record['subset']}' "
+                     f"({confirmation['seconds']:.1f} s): uniform and the best {len(confirmation['candidates']) - 1}")
+        for i, c in enumerate(confirmation["candidates"]):
+            mark = "  <- written" if i == confirmation["chosen"] else ""
+            lines.append(f"  {str(Schedule(tuple(c['timesteps']), c['num_timesteps'], c.get('rates'))):>40}  "
+                         f"few-shot {c['few_shot_bleu']:6.2f}  confirm {c['bleu']:6.2f}{mark}")
+        low, high = confirmation["left_out_gain_interval"]
+        lines.append(f"  {'kept uniform' if confirmation['kept_uniform'] else 'chose the confirmed pick'}: "
+                     f"{confirmation['why']}; left-out gain {confirmation['mean_left_out_gain']:+.2f} "
+                     f"[{low:+.2f}, {high:+.2f}]")
     if report.front is not None:
         front = report.front
         lines.append(f"front over N (few-shot BLEU; all {front.reference_schedule.steps} steps: "

@@ -2,12 +2,12 @@
 generated (fairseq's way), with the checks that need no model.  Defaults live here only."""
 import os
 from dataclasses import dataclass, field, fields
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..errors import UsageError
-from ..search import STRATEGIES, SearchError, SearchSettings
+from ..search import SEARCHED, STRATEGIES, SearchError, SearchSettings
 from .bleu import BLEU_KINDS
 
 
@@ -50,6 +50,19 @@ class SearchConfig(FairseqDataclass):
                 "left out of a bootstrap resample in at least this share of 1,000 resamples (e.g. 0.8): a "
                 "guard against schedules that only fit the few shots; 0 (default) always takes the best, "
                 "as the paper"})
+    search_space: ChoiceEnum(("auto",) + SEARCHED) = field(default="auto", metadata={
+        "help": "what the search tunes: timesteps (the paper), rates (the share of tokens left noisy after each "
+                "pass, timesteps kept uniform; RDM's reparam-* strategies only) or both; auto (default): rates under "
+                "reparam-* strategies, timesteps otherwise"})
+    confirm_top: int = field(default=5, metadata={
+        "help": "after the search, decode this many best schedules and uniform on --confirm-shots further "
+                "sentences of the subset (never the shots), choose the best there, and keep it only if the "
+                "out-of-bag bootstrap of that choice passes --confirm-level; 0: no confirmation (the paper)"})
+    confirm_shots: str = field(default="200", metadata={
+        "help": "sentences for confirmation, drawn from the subset less the shots: a number or 'all' (the rest)"})
+    confirm_level: float = field(default=0.9, metadata={
+        "help": "share of bootstrap resamples in which the confirmed pick must beat uniform on the confirmation "
+                "sentences the resample left out, else uniform is written"})
     output: str = field(default="schedule.json", metadata={
         "help": "schedule file for fairseq-generate --tp-schedule"})
     log: Optional[str] = field(default=None, metadata={
@@ -76,6 +89,19 @@ class SearchConfig(FairseqDataclass):
             raise UsageError(f"--shots must be a positive number or 'all', got '{self.shots}'") from None
 
     @property
+    def confirm_count(self) -> Optional[int]:
+        """The number of confirmation sentences, None for the rest of the subset."""
+        if str(self.confirm_shots) == "all":
+            return None
+        try:
+            count = int(self.confirm_shots)
+        except ValueError:
+            count = 0
+        if count < 2:
+            raise UsageError(f"--confirm-shots must be a number >= 2 or 'all', got '{self.confirm_shots}'")
+        return count
+
+    @property
     def log_path(self) -> str:
         return self.log or os.path.splitext(self.output)[0] + ".trials.jsonl"
 
@@ -87,10 +113,33 @@ class SearchConfig(FairseqDataclass):
     def steps_list(self) -> List[int]:
         """The numbers of steps to search, ascending."""
         try:
-            steps = sorted({int(n) for n in str(self.steps).split(",")})
+            steps = [int(n) for n in str(self.steps).split(",")]
         except ValueError:
             raise UsageError(f"--steps must be a number of steps or a list like 2,3,4, got '{self.steps}'") from None
-        return steps
+        if len(set(steps)) != len(steps):
+            raise UsageError(f"--steps lists a number of steps twice: {self.steps}")
+        return sorted(steps)
+
+    def output_paths(self) -> Dict[str, str]:
+        """Every file the search writes, by option (one trial log per N with several --steps)."""
+        several = len(self.steps_list) > 1
+        paths = {"--output": self.output, "--plot": self.plot, "--front-plot": self.front_plot}
+        if several:
+            paths.update({f"--log (N = {n})": self.log_path_for(n) for n in self.steps_list})
+        else:
+            paths["--log"] = self.log_path
+        return {flag: path for flag, path in paths.items() if path is not None}
+
+    def check_outputs_against(self, inputs: Dict[str, str]) -> None:
+        """One line unless every output is a distinct file, none of them one of ``inputs`` (option -> path),
+        symbolic links resolved."""
+        seen: Dict[str, str] = {}
+        for flag, path in {**self.output_paths()}.items():
+            real = os.path.realpath(path)
+            clash = seen.get(real) or next((f for f, p in inputs.items() if os.path.realpath(p) == real), None)
+            if clash:
+                raise UsageError(f"{flag} {path} is also {clash}: give each output a file of its own, never an input")
+            seen[real] = flag
 
     @property
     def front_target(self) -> float:
@@ -118,6 +167,16 @@ class SearchConfig(FairseqDataclass):
             raise UsageError(f"--min-confidence must be a share in [0, 1), got {self.min_confidence}")
         if several and self.min_confidence:
             raise UsageError("--min-confidence tests one searched schedule; use one --steps")
+        if isinstance(self.confirm_top, bool) or not isinstance(self.confirm_top, int) or self.confirm_top < 0:
+            raise UsageError(f"--confirm-top must be a non-negative integer, got {self.confirm_top}")
+        if self.confirm_top:
+            self.confirm_count  # noqa: B018 -- checks --confirm-shots
+            if not 0.5 <= self.confirm_level < 1:
+                raise UsageError(f"--confirm-level must be a share in [0.5, 1), got {self.confirm_level}")
+            if self.min_confidence:
+                raise UsageError("--min-confidence tests the pick on the shots; confirmation (on by default) tests "
+                                 "it on other sentences at --confirm-level: add --confirm-top 0 to use "
+                                 "--min-confidence")
         if self.replicates is not None and self.replicates < 1:
             raise UsageError(f"--replicates must be at least 1, got {self.replicates}")
         try:
@@ -129,10 +188,12 @@ class SearchConfig(FairseqDataclass):
                 require_scikit_optimize()
         except SearchError as e:
             raise UsageError(str(e)) from None
-        for flag, path in (("--output", self.output), ("--log", self.log_path), ("--plot", self.plot),
-                           ("--front-plot", self.front_plot)):
+        for flag, path in self.output_paths().items():
+            _check_writable(flag, path)
+        self.check_outputs_against({})
+        for flag, path in (("--plot", self.plot), ("--front-plot", self.front_plot)):
             if path is not None:
-                _check_writable(flag, path)
+                _check_plot_format(flag, path)
         logs = [self.log_path_for(n) for n in self.steps_list] if several else [self.log_path]
         for log in logs:
             log_exists = os.path.exists(log) and os.path.getsize(log) > 0
@@ -147,6 +208,16 @@ class SearchConfig(FairseqDataclass):
 def required_options():
     """Option names argparse must require (FairseqDataclass has no notion of it without MISSING)."""
     return ["--" + f.name.replace("_", "-") for f in fields(SearchConfig) if f.metadata.get("required")]
+
+
+def _check_plot_format(flag: str, path: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    extension = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if extension not in formats:
+        raise UsageError(f"{flag} {path}: matplotlib cannot write .{extension} (use one of "
+                         f"{', '.join(sorted(formats))})")
 
 
 def _check_writable(flag: str, path: str) -> None:

@@ -39,36 +39,64 @@ def stop() -> None:
         dist.destroy_process_group()
 
 
-class ShardedObjective:
-    """Rank 0's view of a FewShotBleu whose batches are spread over the ranks."""
+SEARCH, CONFIRM = "search", "confirm"  # the objectives every rank serves
 
-    def __init__(self, objective):
-        self.objective = objective
-        objective.shard = (dist.get_rank(), dist.get_world_size())
+
+class ShardedObjective:
+    """Rank 0's view of FewShotBleu objectives whose batches are spread over the ranks: the search's
+    (``evaluate``) and the confirmation's (``sentence_statistics``)."""
+
+    def __init__(self, objective, confirmation=None):
+        self.objective, self.confirmation = objective, confirmation
+        for o in (objective, confirmation):
+            if o is not None:
+                o.shard = (dist.get_rank(), dist.get_world_size())
 
     def evaluate(self, schedules: Sequence[Schedule]):
         return self.objective.scores(_summed(self.objective, list(schedules)))
+
+    def sentence_statistics(self, schedules: Sequence[Schedule]):
+        """The confirmation objective's per-sentence statistics, each rank decoding its batches."""
+        _gathered(self.confirmation, list(schedules))
+        return self.confirmation.sentence_statistics(schedules)
 
     def close(self) -> None:
         """Let the other ranks' :func:`serve` return."""
         dist.broadcast_object_list([None], src=0)
 
 
-def serve(objective) -> None:
-    """A rank other than 0: decode its share of every evaluation until rank 0 closes."""
-    rank = dist.get_rank()
-    objective.shard = (rank, dist.get_world_size())
+def serve(objective, confirmation=None) -> None:
+    """A rank other than 0: decode its share of every evaluation and confirmation until rank 0 closes."""
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    for o in (objective, confirmation):
+        if o is not None:
+            o.shard = (rank, world_size)
     while True:
-        message: List[Optional[list]] = [None]
+        message: List[Optional[tuple]] = [None]
         dist.broadcast_object_list(message, src=0)
         if message[0] is None:
             return
-        _summed(objective, message[0])
+        kind, schedules = message[0]
+        if kind == SEARCH:
+            _summed(objective, schedules)
+        else:
+            _gathered(confirmation, schedules)
+
+
+def _gathered(objective, schedules: Optional[list]) -> None:
+    """Every rank's per-sentence statistics of ``schedules``, added to each rank's ``objective``."""
+    if dist.get_rank() == 0:
+        dist.broadcast_object_list([(CONFIRM, schedules)], src=0)
+    local = objective.shard_sentence_statistics(schedules)
+    parts: List[Optional[dict]] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    for part in parts:
+        objective.add_sentence_statistics(part)
 
 
 def _summed(objective, schedules: Optional[list]):
     if dist.get_rank() == 0:
-        dist.broadcast_object_list([schedules], src=0)
+        dist.broadcast_object_list([(SEARCH, schedules)], src=0)
     if os.environ.get(FAIL_ON_RANK) == str(dist.get_rank()):
         raise RuntimeError(f"failure injected by {FAIL_ON_RANK}")
     local = torch.tensor(objective.statistics(schedules), dtype=torch.int64)

@@ -103,6 +103,19 @@ class FewShotBleu:
         stats = stats.reshape(len(schedules), self.replicates, *stats.shape[1:])
         return stats.transpose(0, 2, 1, 3)
 
+    def shard_sentence_statistics(self, schedules: Sequence[Schedule]) -> Dict[Tuple[Schedule, int], Dict[int, List[int]]]:
+        """Per (schedule, noise draw), the per-sentence statistics of this shard's batches (one rank's part)."""
+        rank, world = self.shard
+        mine = [b for b in range(len(self.batches)) if b % world == rank]
+        runs = [(s, r) for s in schedules for r in range(self.replicates)]
+        return {run: {t.sentence_id: self.bleu.statistics([t]) for t in translations}
+                for run, translations in zip(runs, self._translate_runs(runs, mine))}
+
+    def add_sentence_statistics(self, part: Dict[Tuple[Schedule, int], Dict[int, List[int]]]) -> None:
+        """Keep another shard's per-sentence statistics, so that sentence_statistics() need not decode them."""
+        for run, per_sentence in part.items():
+            self._sentence_stats.setdefault(run, {}).update(per_sentence)
+
     # -- decoding ------------------------------------------------------------
     def translate(self, schedules: Sequence[Schedule]) -> List[List[Translation]]:
         """Per schedule, the shots' translations in sentence-id order (noise draw 0)."""

@@ -5,17 +5,23 @@
 decoding options) and a :class:`SearchConfig`; it checks every option it can before loading
 anything and the rest (subsets, N against T) right after loading, before any decoding.
 """
+import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from ..errors import UsageError
 from ..schedules import Schedule, ScheduleError, decoding_record, write_schedule_file
-from ..search import (Front, ScheduleSpace, SearchError, SearchResult, derive_seed, selection_confidence,
-                      plot_front, plot_trials, run_search, search_front)
+from ..diffusion.decoding import check_schedule_rates, pass_rates
+from ..search import (Confirmation, Front, ScheduleSpace, SearchError, SearchResult, TrialLog, candidates,
+                      choose_confirmed, derive_seed, read_confirmations, run_search,
+                      search_front, selection_confidence, sentences_digest)
+from ..search.trial_log import locked
 from . import distributed
 from .bleu import build_bleu
 from .config import SearchConfig
@@ -37,6 +43,7 @@ class SearchReport:
     evaluation: Dict[str, Dict[str, float]] = field(default_factory=dict)  # --eval-subset rows
     front: Optional[Front] = None  # with several --steps
     guard: Optional[Dict[str, Any]] = None  # the --min-confidence test, when it ran
+    confirmation: Optional[Dict[str, Any]] = None  # what confirmation did (or why it was skipped)
     chosen: Optional[Schedule] = None  # what was written: the searched schedule, or uniform kept by the guard
 
 
@@ -44,10 +51,17 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     """The search; under torchrun, ranks other than 0 only decode their share and return None."""
     seed = int(cfg.common.seed)
     settings = search.check(seed)
+    for directory in str(cfg.task.data).split(os.pathsep):
+        if not os.path.isdir(directory):
+            raise UsageError(f"data directory {directory} does not exist")
+    search.check_outputs_against(input_files(cfg))
     loaded = load_for_decoding(cfg)
     T = loaded.model.diffusion.num_timesteps
+    searched = searched_space(loaded, search.search_space)
+    curve = (lambda n: strategy_rates(loaded, n)) if searched != "timesteps" else None
     try:
-        spaces = {n: ScheduleSpace(T, n, search.free_first_step) for n in search.steps_list}
+        spaces = {n: ScheduleSpace(T, n, search.free_first_step, searched, curve(n) if curve else None)
+                  for n in search.steps_list}
     except ScheduleError as e:
         raise UsageError(f"--steps: {e}") from None
     subset = cfg.dataset.gen_subset
@@ -70,11 +84,15 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
                                  replicates=replicates)
     local_objective = objective  # rank 0 decodes the --min-confidence test alone
     objective.keep_sentence_statistics = bool(search.min_confidence)
+    confirm_ids = confirmation_sentences(len(dataset), shot_ids, search, shot_seed)
+    confirmation_objective = loaded.objective(dataset, confirm_ids, bleu, seed=seed,
+                                              schedules_per_batch=search.schedules_per_batch,
+                                              replicates=replicates) if confirm_ids else None
     if distributed.world() > 1:
         if torch.distributed.get_rank() != 0:
-            distributed.serve(objective)  # until rank 0 has finished searching
+            distributed.serve(objective, confirmation_objective)  # until rank 0 has searched and confirmed
             return None
-        objective = distributed.ShardedObjective(objective)
+        objective = distributed.ShardedObjective(objective, confirmation_objective)
 
     checkpoint_hash = sha256_of(cfg.common_eval.path)
     decoding = decoding_record(generator.options, generator.beam_size, loaded.task.cfg.load_ema_weights,
@@ -98,22 +116,33 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
                 f"({settings.strategy}, budget {settings.budget} evaluations, {replicates} noise draw(s): "
                 f"{replicates_why}; {bleu.signature})")
     front = None
-    try:
-        if len(spaces) == 1:
-            space = next(iter(spaces.values()))
-            result = run_search(objective, space, settings, log_path=search.log_path, config=config,
-                                resume=search.resume, progress=not cfg.common.no_progress_bar)
-        else:
-            front = search_front(objective, T, list(spaces), settings, target=search.front_target,
-                                 log_path=search.log_path_for, config=config, resume=search.resume,
-                                 free_first_step=search.free_first_step, progress=not cfg.common.no_progress_bar)
-            result, space = front.chosen.result, spaces[front.chosen.steps]
-    except SearchError as e:
-        raise UsageError(str(e)) from None
+    logs = [search.log_path_for(n) for n in spaces] if len(spaces) > 1 else [search.log_path]
+    with contextlib.ExitStack() as held:  # the trial logs stay locked through search and confirmation
+        try:
+            for path in logs:
+                held.enter_context(locked(path))
+            if len(spaces) == 1:
+                space = next(iter(spaces.values()))
+                result = run_search(objective, space, settings, log_path=search.log_path, config=config,
+                                    resume=search.resume, progress=not cfg.common.no_progress_bar)
+            else:
+                front = search_front(objective, T, list(spaces), settings, target=search.front_target,
+                                     log_path=search.log_path_for, config=config, resume=search.resume,
+                                     free_first_step=search.free_first_step,
+                                     progress=not cfg.common.no_progress_bar, searched=searched, curve=curve)
+                result, space = front.chosen.result, spaces[front.chosen.steps]
+        except SearchError as e:
+            raise UsageError(str(e)) from None
+        log = search.log_path if front is None else search.log_path_for(front.chosen.steps)
+        chosen, chosen_bleu, guard, confirmation = result.best_schedule, result.best_bleu, None, None
+        if search.confirm_top:
+            sharded = objective if isinstance(objective, distributed.ShardedObjective) else confirmation_objective
+            confirmation, confirmed = confirm(sharded, confirm_ids, result, bleu, search, log, T, space, seed)
+            if confirmed is not None:
+                chosen = confirmed
+                chosen_bleu = next(t.bleu for t in result.trials if t.schedule == chosen)
     if isinstance(objective, distributed.ShardedObjective):
         objective.close()  # the rest (evaluation, files) is rank 0's alone
-
-    chosen, chosen_bleu, guard = result.best_schedule, result.best_bleu, None
     if search.min_confidence and result.best_schedule != result.baseline_schedule:
         guard = confidence_guard(local_objective, result, bleu, search.min_confidence, seed)
         if guard["kept_uniform"]:
@@ -137,6 +166,9 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
         "scorer": bleu.signature,
         "checkpoint": os.path.abspath(cfg.common_eval.path),
         "checkpoint_sha256": checkpoint_hash,
+        "search_space": searched,
+        "searched_bleu": result.best_bleu,
+        "searched": result.best_schedule.to_dict(),
         "elapsed_s": round(result.elapsed_s, 3),
         "model_s": round(result.model_s, 3),
         "optimiser_s": round(result.optimiser_s, 3),
@@ -144,12 +176,14 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     }
     if guard is not None:
         record["confidence_test"] = guard
+    if confirmation is not None:
+        record["confirmation"] = confirmation
     if front is not None:
         record.update(front_record(front))
     # Written as soon as the search ends, so nothing after it can lose the result.
     write_schedule_file(search.output, chosen, **record)
-    log = search.log_path if front is None else search.log_path_for(front.chosen.steps)
-    report = SearchReport(result, search.output, log, record, front=front, guard=guard, chosen=chosen)
+    report = SearchReport(result, search.output, log, record, front=front, guard=guard, chosen=chosen,
+                          confirmation=confirmation)
     if eval_dataset is not None:
         eval_objective = loaded.objective(eval_dataset, range(len(eval_dataset)), bleu, seed=seed,
                                           schedules_per_batch=search.schedules_per_batch)
@@ -158,10 +192,108 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
         record["eval"] = {"subset": search.eval_subset, **report.evaluation}
         write_schedule_file(search.output, chosen, **record)
     if search.plot:
-        plot_trials(result.trials, space, search.plot)
+        from ..search.plot import plot_trials
+        plot_trials(result.trials, space, search.plot, read_confirmations(log, T))
     if search.front_plot:
+        from ..search.plot import plot_front
         plot_front(front, search.front_plot)
     return report
+
+
+def input_files(cfg) -> Dict[str, str]:
+    """What the search reads (option -> path): the checkpoint(s) and every file of the data directories."""
+    inputs = {"--path": path for path in str(cfg.common_eval.path).split(os.pathsep) if path}
+    for directory in str(cfg.task.data).split(os.pathsep):
+        if os.path.isdir(directory):
+            for name in os.listdir(directory):
+                inputs[f"the data file {name}"] = os.path.join(directory, name)
+    return inputs
+
+
+def searched_space(loaded, requested: str) -> str:
+    """--search-space, with auto resolved (rates under RDM's reparam-* strategies, else timesteps) and rates
+    refused in one line where decoding cannot honour them."""
+    options, continuous = loaded.generator.options, loaded.model.diffusion.continuous
+    if requested == "auto":
+        return "rates" if options.reparam is not None and not continuous and options.rate_from == "pass-index" \
+            else "timesteps"
+    if requested != "timesteps":
+        try:
+            check_schedule_rates(options, continuous)
+        except ValueError as e:
+            raise UsageError(f"--search-space {requested}: {e}") from None
+    return requested
+
+
+def strategy_rates(loaded, steps: int) -> Tuple[float, ...]:
+    """The decoding strategy's own rates for ``steps`` uniform passes (the baseline's, in a rates space)."""
+    T = loaded.model.diffusion.num_timesteps
+    targets = torch.tensor([Schedule.uniform(steps, T).targets()])
+    return tuple(pass_rates(loaded.generator.options.reparam, None, "pass-index", targets, T)[0].tolist())
+
+
+def confirmation_sentences(subset_size: int, shot_ids, search: SearchConfig, shot_seed: int) -> List[int]:
+    """The --confirm-shots sentence ids beside the shots (every rank draws the same); [] when there is no
+    confirmation or fewer than 2 sentences are left."""
+    taken = set(shot_ids)
+    rest = [i for i in range(subset_size) if i not in taken]
+    if not search.confirm_top or len(rest) < 2:
+        return []
+    count = search.confirm_count
+    if count is None or count >= len(rest):
+        return rest
+    return [rest[i] for i in draw_shots(len(rest), count, derive_seed(shot_seed, 0, "confirm"))]
+
+
+def confirm(objective, ids: List[int], result: SearchResult, bleu, search: SearchConfig, log: str, T: int,
+            space: ScheduleSpace, seed: int) -> Tuple[Dict[str, Any], Optional[Schedule]]:
+    """Decode the best --confirm-top schedules and uniform on the confirmation sentences ``ids`` (``objective``
+    scores them, sharded under torchrun) and choose (fairseq_tp.search.confirm); each candidate's statistics
+    go to the trial log as they finish.  Returns the record and the chosen schedule (None when skipped)."""
+    if not ids:
+        logger.info("confirmation skipped: the shots are the whole subset")
+        return {"skipped": "no sentences left beside the shots"}, None
+    schedules = candidates(result.trials, search.confirm_top, space)
+    digest = sentences_digest(ids)
+    done = {c.schedule: c for c in read_confirmations(log, T) if c.sentences == digest}
+    todo = [s for s in schedules if s not in done]
+    logger.info(f"confirming the best {len(schedules) - 1} schedules and uniform on {len(ids)} other sentences "
+                f"({len(schedules) - len(todo)} already in the trial log)")
+    started = time.perf_counter()
+    if todo:
+        with TrialLog.append_to(log) as trial_log:
+            for start in range(0, len(todo), search.schedules_per_batch):
+                chunk = todo[start:start + search.schedules_per_batch]
+                t0 = time.perf_counter()
+                statistics = objective.sentence_statistics(chunk)
+                seconds = (time.perf_counter() - t0) / len(chunk)
+                for schedule, stats in zip(chunk, statistics):
+                    score = float(np.mean([bleu.from_statistics([int(x) for x in draw]) for draw in stats.sum(0)]))
+                    done[schedule] = Confirmation(schedule, score, digest, stats.tolist(), seconds, time.time())
+                    trial_log.append_confirmation(done[schedule])
+    statistics = np.array([done[s].statistics for s in schedules], dtype=np.int64)
+    confirmed = choose_confirmed(statistics, schedules, bleu.from_statistics, level=search.confirm_level,
+                                 seed=derive_seed(seed, 0, "confirm-bootstrap"))
+    few_shot = {t.schedule: t.bleu for t in result.trials}
+    logger.info(f"confirmation: {'kept uniform' if confirmed.kept_uniform else 'chose ' + str(confirmed.chosen)}: "
+                f"{confirmed.why}")
+    return {
+        "top": search.confirm_top,
+        "level": search.confirm_level,
+        "sentence_ids": ids,
+        "candidates": [{**s.to_dict(), "few_shot_bleu": few_shot[s], "bleu": b}
+                       for s, b in zip(schedules, confirmed.bleu)],
+        "best": confirmed.best,
+        "chosen": 0 if confirmed.kept_uniform else confirmed.best,
+        "kept_uniform": confirmed.kept_uniform,
+        "why": confirmed.why,
+        "gain": round(confirmed.bleu[confirmed.best] - confirmed.bleu[0], 4),
+        "confidence": confirmed.confidence,
+        "mean_left_out_gain": round(confirmed.mean_left_out_gain, 4),
+        "left_out_gain_interval": [round(g, 4) for g in confirmed.gain_interval],
+        "resamples": confirmed.resamples,
+        "seconds": round(time.perf_counter() - started, 3),
+    }, confirmed.chosen
 
 
 def confidence_guard(objective, result: SearchResult, bleu, minimum: float, seed: int) -> Dict[str, Any]:

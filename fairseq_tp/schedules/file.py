@@ -1,6 +1,7 @@
 """The schedule file: what ``fairseq-tp-search`` writes and ``--tp-schedule FILE`` reads.
 
-``{"timesteps": [...], "num_timesteps": T, "steps": N, "decoding": {...}, ...}``: the schedule,
+``{"timesteps": [...], "num_timesteps": T, "rates": [...], "steps": N, "decoding": {...}, ...}``: the
+schedule (``rates`` only when it carries them),
 the decoding options it was searched under (:func:`decoding_record`; fairseq-generate warns when
 its own differ), and the search's provenance (BLEU, shots, checkpoint hash...), which readers ignore.
 """
@@ -42,8 +43,8 @@ def write_schedule_file(path: str, schedule: Schedule, **provenance: Any) -> Non
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
-def read_schedule_file(path: str) -> Tuple[Tuple[int, ...], int, Dict[str, Any]]:
-    """(timesteps, T, the other keys) of a schedule file, validated; ScheduleError otherwise."""
+def read_schedule_file(path: str) -> Tuple[Schedule, Dict[str, Any]]:
+    """(the schedule, the other keys) of a schedule file, validated; ScheduleError otherwise."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -51,6 +52,8 @@ def read_schedule_file(path: str) -> Tuple[Tuple[int, ...], int, Dict[str, Any]]
         raise ScheduleError(f"cannot read schedule file {path}: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ScheduleError(f"schedule file {path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ScheduleError(f"schedule file {path} is nested too deeply to be a schedule file") from None
     if not isinstance(data, dict):
         raise ScheduleError(f"schedule file {path} must hold a JSON object")
     steps, T = data.get("timesteps"), data.get("num_timesteps")
@@ -58,8 +61,15 @@ def read_schedule_file(path: str) -> Tuple[Tuple[int, ...], int, Dict[str, Any]]
         raise ScheduleError(f"schedule file {path} has no 'timesteps' list")
     if isinstance(T, bool) or not isinstance(T, int):
         raise ScheduleError(f"schedule file {path} has no integer 'num_timesteps'")
-    try:
-        Schedule(tuple(steps), T)  # validate now, before any model is loaded
+    rates = data.get("rates")
+    try:  # validate now, before any model is loaded
+        schedule = Schedule(tuple(steps), T, None if rates is None else _rates_list(rates))
     except ScheduleError as e:
         raise ScheduleError(f"schedule file {path}: {e}") from None
-    return tuple(steps), T, {k: v for k, v in data.items() if k not in ("timesteps", "num_timesteps")}
+    return schedule, {k: v for k, v in data.items() if k not in ("timesteps", "num_timesteps", "rates")}
+
+
+def _rates_list(rates: Any) -> Tuple[Any, ...]:
+    if not isinstance(rates, list):
+        raise ScheduleError(f"'rates' must be a list of numbers, got {rates!r}")
+    return tuple(rates)

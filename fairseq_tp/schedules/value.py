@@ -21,7 +21,13 @@ Named spacings (``N`` passes, ``T`` steps):
 
 Rounded named spacings are made strictly decreasing by pulling each step
 below its predecessor (and above the room the remaining steps need).
+
+A schedule may also carry ``rates``: the share of tokens left noisy after each pass
+(strictly decreasing, ending at 0, rounded to 0.001).  RDM's reparameterised strategies
+then use them in place of their ``-linear``/``-cosine`` curve of the pass index.  Written
+``49,36,23,11@0.9,0.6,0.3,0`` or ``uniform:4@0.9,0.6,0.3,0``; without ``@`` the curve applies.
 """
+import dataclasses
 import math
 import os
 import re
@@ -31,6 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 SPACINGS = ("uniform", "cosine", "quadratic")
 _LIST_RE = re.compile(r"^[\s\d,+-]+$")
 _NAMED_RE = re.compile(r"^([A-Za-z_]+):(.*)$")
+RATE_DIGITS = 3  # rates are kept to 0.001
 
 
 class ScheduleError(ValueError):
@@ -41,12 +48,18 @@ def _format(timesteps: Sequence[int]) -> str:
     return ",".join(str(t) for t in timesteps)
 
 
+def _format_rates(rates: Sequence[float]) -> str:
+    return ",".join(f"{r:g}" for r in rates)
+
+
 @dataclass(frozen=True)
 class Schedule:
-    """Strictly decreasing timesteps in ``[0, num_timesteps)``."""
+    """Strictly decreasing timesteps in ``[0, num_timesteps)``, and optionally the share of tokens
+    left noisy after each pass (``rates``; None: the decoding strategy's own curve)."""
 
     timesteps: Tuple[int, ...]
     num_timesteps: int
+    rates: Optional[Tuple[float, ...]] = None
 
     def __post_init__(self):
         steps, T = self.timesteps, self.num_timesteps
@@ -67,6 +80,8 @@ class Schedule:
             raise ScheduleError(
                 f"schedule timestep {bad} is out of range [0, {T - 1}] for a model with T = {T} steps"
             )
+        if self.rates is not None:
+            object.__setattr__(self, "rates", _checked_rates(self.rates, len(steps)))
 
     @property
     def steps(self) -> int:
@@ -74,7 +89,9 @@ class Schedule:
         return len(self.timesteps)
 
     def __str__(self) -> str:
-        return _format(self.timesteps)
+        if self.rates is None:
+            return _format(self.timesteps)
+        return f"{_format(self.timesteps)}@{_format_rates(self.rates)}"
 
     def targets(self) -> Tuple[int, ...]:
         """Where each pass jumps to: the next timestep, and -1 (x0) after the last."""
@@ -104,7 +121,36 @@ class Schedule:
         return cls.named("uniform", steps, num_timesteps)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"timesteps": list(self.timesteps), "num_timesteps": self.num_timesteps}
+        record = {"timesteps": list(self.timesteps), "num_timesteps": self.num_timesteps}
+        if self.rates is not None:
+            record["rates"] = list(self.rates)
+        return record
+
+    def with_rates(self, rates: Optional[Sequence[float]]) -> "Schedule":
+        return Schedule(self.timesteps, self.num_timesteps, None if rates is None else tuple(rates))
+
+
+def _checked_rates(rates, passes: int) -> Tuple[float, ...]:
+    """``rates`` rounded to 0.001, or ScheduleError: one per pass, in [0, 1], strictly decreasing, last 0."""
+    if not isinstance(rates, (list, tuple)):
+        raise ScheduleError(f"schedule rates must be a list of numbers, got {rates!r}")
+    for r in rates:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+            raise ScheduleError(f"schedule rate {r!r} is not a finite number")
+    if len(rates) != passes:
+        raise ScheduleError(f"the schedule has {passes} timesteps but {len(rates)} rates: give one rate per pass "
+                            f"(the share of tokens left noisy after it)")
+    rounded = tuple(round(float(r), RATE_DIGITS) + 0.0 for r in rates)
+    bad = next((r for r in rounded if not 0 <= r <= 1), None)
+    if bad is not None:
+        raise ScheduleError(f"schedule rate {bad:g} is out of range [0, 1] (the share of tokens left noisy)")
+    for a, b in zip(rounded, rounded[1:]):
+        if b >= a:
+            raise ScheduleError(f"schedule rates must be strictly decreasing (at 0.001), got {_format_rates(rounded)}")
+    if rounded[-1] != 0:
+        raise ScheduleError(f"the last schedule rate must be 0 (every token decoded after the last pass), "
+                            f"got {_format_rates(rounded)}")
+    return rounded
 
 
 def _check_steps(text: str, steps: int, num_timesteps: int) -> None:
@@ -140,6 +186,7 @@ class ScheduleSpec:
     spacing: Optional[str] = None
     steps: Optional[int] = None
     file_num_timesteps: Optional[int] = None
+    rates: Optional[Tuple[float, ...]] = None
     extra: Dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -147,6 +194,17 @@ class ScheduleSpec:
         text = str(text).strip()
         if not text:
             raise ScheduleError("the schedule is empty: give at least one timestep")
+        if "@" in text and not os.path.exists(text):
+            steps_text, rates_text = text.split("@", 1)
+            spec = cls.parse(steps_text)
+            if spec.is_file:
+                raise ScheduleError(f"{text}: rates follow timesteps or a spacing, not a file (put them in the file)")
+            if not steps_text.strip() or "@" in rates_text:
+                raise ScheduleError(f"schedule '{text}' must be TIMESTEPS@RATES, e.g. 49,36,23,11@0.9,0.6,0.3,0")
+            rates = _parse_number_list(rates_text, text)
+            if spec.timesteps is not None:
+                _checked_rates(rates, len(spec.timesteps))
+            return dataclasses.replace(spec, text=text, rates=rates)
         looks_like_list = _LIST_RE.match(text) or ("," in text and not os.path.exists(text))
         if looks_like_list:
             return cls(text, timesteps=_parse_int_list(text))
@@ -170,8 +228,9 @@ class ScheduleSpec:
     def _from_file(cls, path: str) -> "ScheduleSpec":
         from .file import read_schedule_file
 
-        timesteps, T, extra = read_schedule_file(path)
-        return cls(path, timesteps=timesteps, file_num_timesteps=T, extra=extra)
+        schedule, extra = read_schedule_file(path)
+        return cls(path, timesteps=schedule.timesteps, file_num_timesteps=schedule.num_timesteps,
+                   rates=schedule.rates, extra=extra)
 
     @property
     def is_file(self) -> bool:
@@ -179,13 +238,27 @@ class ScheduleSpec:
 
     def resolve(self, num_timesteps: int) -> Schedule:
         if self.spacing is not None:
-            return Schedule.named(self.spacing, self.steps, num_timesteps)
+            return Schedule.named(self.spacing, self.steps, num_timesteps).with_rates(self.rates)
         if self.is_file and self.file_num_timesteps != num_timesteps:
             raise ScheduleError(
                 f"schedule file {self.text} was made for T = {self.file_num_timesteps} "
                 f"but the checkpoint has T = {num_timesteps}"
             )
-        return Schedule(self.timesteps, num_timesteps)
+        return Schedule(self.timesteps, num_timesteps, self.rates)
+
+
+def _parse_number_list(text: str, whole: str) -> Tuple[float, ...]:
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise ScheduleError(f"schedule rates '{text}' have an empty entry")
+        try:
+            value = float(item)
+        except ValueError:
+            raise ScheduleError(f"schedule rate '{item}' in '{whole}' is not a number") from None
+        values.append(value)
+    return tuple(values)
 
 
 def _parse_int_list(text: str) -> Tuple[int, ...]:

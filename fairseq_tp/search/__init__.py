@@ -7,12 +7,19 @@ from .front import Front, FrontPoint, divide_budget, search_front
 from .loop import STRATEGIES, SearchResult, SearchSettings, default_n_init, run_search
 from .objective_api import Objective
 from .optimiser import BoTorchProposer, Proposer, RandomProposer, derive_seed, make_proposer
-from .plot import plot_front, plot_trials
 from .significance import SelectionTest, selection_confidence
-from .space import ScheduleSpace, SearchError
-from .trial_log import RESUMABLE_CONFIG_KEYS, Trial, TrialLog, read_trial_log
+from .confirm import Confirmed, candidates, choose_confirmed, sentences_digest
+from .space import SEARCHED, ScheduleSpace, SearchError
+from .trial_log import RESUMABLE_CONFIG_KEYS, Confirmation, Trial, TrialLog, read_confirmations, read_trial_log
 
 __all__ = [
+    "Confirmation",
+    "Confirmed",
+    "SEARCHED",
+    "candidates",
+    "choose_confirmed",
+    "read_confirmations",
+    "sentences_digest",
     "Front",
     "FrontPoint",
     "divide_budget",
@@ -39,3 +46,11 @@ __all__ = [
     "run_search",
     "selection_confidence",
 ]
+
+
+def __getattr__(name):
+    # The plots need matplotlib: imported when asked for, not with the package.
+    if name in ("plot_front", "plot_trials"):
+        from . import plot
+        return getattr(plot, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ more.  The all-steps reference is one extra evaluation, outside the budget.
 """
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..schedules import Schedule
 from .loop import SearchResult, SearchSettings, run_search
@@ -57,12 +57,13 @@ def choose(points: Sequence[FrontPoint], target: float):
 
 def search_front(objective: Objective, num_timesteps: int, steps: Sequence[int], settings: SearchSettings, *,
                  target: float, log_path: Callable[[int], str], config: Dict[str, Any], resume: bool = False,
-                 free_first_step: bool = False, progress: bool = True) -> Front:
+                 free_first_step: bool = False, progress: bool = True, searched: str = "timesteps",
+                 curve: Optional[Callable[[int], Tuple[float, ...]]] = None) -> Front:
     """One search per N in ``steps`` (ascending), sharing ``settings`` but for the divided budget."""
     if not 0 < target <= 1:
         raise SearchError(f"--target must be a share of the all-steps BLEU in (0, 1], got {target}")
     steps = sorted(set(steps))
-    spaces = [ScheduleSpace(num_timesteps, n, free_first_step) for n in steps]
+    spaces = [ScheduleSpace(num_timesteps, n, free_first_step, searched, curve(n) if curve else None) for n in steps]
     budgets = divide_budget(settings.budget, spaces)
     reference = Schedule.uniform(num_timesteps, num_timesteps)
     score = objective.evaluate([reference])[0]

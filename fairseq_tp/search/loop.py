@@ -20,7 +20,7 @@ from ..schedules import Schedule
 from .objective_api import Objective
 from .optimiser import Observation, make_proposer
 from .space import ScheduleSpace, SearchError
-from .trial_log import Trial, TrialLog
+from .trial_log import Trial, TrialLog, locked
 
 STRATEGIES = ("botorch", "random", "paper")
 Strategy = Literal["botorch", "random", "paper"]
@@ -73,7 +73,7 @@ class SearchSettings:
         if self.n_init is not None and (not _is_int(self.n_init) or self.n_init < 0):
             raise SearchError(f"--n-init must be a non-negative integer, got {self.n_init!r}")
         if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float))
-                                                   and self.time_budget_s > 0):
+                                                   and 0 < self.time_budget_s < math.inf):
             raise SearchError(f"--time-budget must be a positive number of seconds, got {self.time_budget_s!r}")
         if not _is_int(self.batch) or self.batch < 1:
             raise SearchError(f"--schedules-per-batch must be at least 1, got {self.batch!r}")
@@ -112,10 +112,12 @@ def run_search(
         "free_first_step": space.free_first_step,
         "n_init": n_init,
     }
+    if space.searched != "timesteps":  # absent for timesteps, as logs written before rates were
+        search["searched"] = space.searched
     if batch > 1:  # absent for one at a time, as logs written before batches were
         search["batch"] = batch
     started = time.perf_counter()
-    with TrialLog.open(log_path, config, search, space.num_timesteps, resume) as log:
+    with locked(log_path), TrialLog.open(log_path, config, search, space.num_timesteps, resume) as log:
         run = _SearchSession(objective, space, log, proposer, budget, seed, n_init, batch, settings.time_budget_s,
                              started)
         with tqdm(

@@ -193,8 +193,7 @@ class BoTorchProposer(_OwnStrategy):
     def _all_schedules(self) -> torch.Tensor:
         """Every schedule's free steps, [size, dim] (descending combinations of the range)."""
         if self._enumeration is None:
-            values = torch.arange(self.space.upper, -1, -1, dtype=DTYPE)
-            self._enumeration = torch.combinations(values, r=self.space.dim).reshape(-1, self.space.dim)
+            self._enumeration = self.space.enumeration_tensor()
         return self._enumeration
 
     def _acquisition(self, observations: Sequence[Observation]):
@@ -254,7 +253,7 @@ class BoTorchProposer(_OwnStrategy):
         centres = self.space.to_tensors(s for s, _ in ranked)
         picks = centres[torch.randint(len(centres), (count,), generator=generator)]
         scales = torch.tensor([0.01, 0.03, 0.1], dtype=DTYPE)  # of the range, mixed
-        sigma = scales[torch.randint(len(scales), (count, 1), generator=generator)] * self.space.upper
+        sigma = scales[torch.randint(len(scales), (count, 1), generator=generator)] * self.space.bounds()[1]
         noise = torch.randn(picks.shape, generator=generator, dtype=DTYPE) * sigma
         return [self.space.to_schedule(x) for x in picks + noise]
 
@@ -264,6 +263,30 @@ class BoTorchProposer(_OwnStrategy):
 
     def _best(self, acqf, schedules: List[Schedule]) -> Schedule:
         return schedules[int(torch.argmax(self._scores(acqf, schedules)))]
+
+
+def rank_by_posterior_mean(space: ScheduleSpace, observations: Sequence[Observation]) -> Optional[List[Schedule]]:
+    """The evaluated schedules, best first by the posterior mean of a GP fitted to all observations (BoTorch's
+    recommendation for noisy objectives: a few-shot score is one noisy draw, its neighbours' scores are more);
+    None where the GP cannot be fitted (all scores equal, too few observations)."""
+    if len({bleu for _, bleu in observations}) < 3:
+        return None
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(derive_seed(0, len(observations), "posterior-mean"))
+        _quiet_expected_warnings()
+        train_X = space.to_tensors(s for s, _ in observations)
+        train_Y = torch.tensor([[bleu] for _, bleu in observations], dtype=DTYPE)
+        model = SingleTaskGP(train_X, train_Y, input_transform=Normalize(space.dim, bounds=space.bounds()),
+                             outcome_transform=Standardize(m=1))
+        try:
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        except _FIT_ERRORS as error:
+            logger.warning("GP fit failed (%s); ranking by the observed scores", error)
+            return None
+        with torch.no_grad():
+            mean = model.posterior(train_X).mean.squeeze(-1)
+    order = sorted(range(len(observations)), key=lambda i: (-float(mean[i]), i))
+    return [observations[i][0] for i in order]
 
 
 def _without(rows: torch.Tensor, remove: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,9 @@ class PaperProposer:
 
     def __init__(self, space: ScheduleSpace, seed: int):
         self._skopt = require_scikit_optimize()
+        if space.searched != "timesteps":
+            raise SearchError("--strategy paper searches timesteps only, as the paper does: use "
+                              "--search-space timesteps, or --strategy botorch or random for rates")
         if space.free_first_step:
             raise SearchError("--strategy paper fixes the first step at T-1, as the paper does: "
                               "drop --free-first-step")

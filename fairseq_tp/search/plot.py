@@ -7,13 +7,16 @@ from matplotlib.figure import Figure
 
 from ..files import atomic_file
 from .space import ScheduleSpace
-from .trial_log import SOURCES, Trial
+from .trial_log import SOURCES, Confirmation, Trial
 
-_COLOURS = {"baseline": "black", "initial": "tab:gray", "botorch": "tab:blue", "random": "tab:orange"}
+_COLOURS = {"baseline": "black", "initial": "tab:gray", "botorch": "tab:blue", "random": "tab:orange",
+            "paper": "tab:purple"}
 
 
-def plot_trials(trials: Sequence[Trial], space: ScheduleSpace, path: str) -> None:
-    """Write the figure to ``path`` atomically; the format follows the extension (PNG if none)."""
+def plot_trials(trials: Sequence[Trial], space: ScheduleSpace, path: str,
+                confirmations: Sequence[Confirmation] = ()) -> None:
+    """Write the figure to ``path`` atomically; the format follows the extension (PNG if none).
+    ``confirmations`` are drawn at their trial's index, as their BLEU on the confirmation sentences."""
     if not trials:
         raise ValueError("no trials to plot")
     # A bare Figure with the Agg canvas: no pyplot, so the caller's backend is left alone.
@@ -28,6 +31,11 @@ def plot_trials(trials: Sequence[Trial], space: ScheduleSpace, path: str) -> Non
         if chosen:
             x, y = [t.index for t in chosen], [t.bleu for t in chosen]
             scores_axes.scatter(x, y, s=18, color=_COLOURS[source], label=source)
+    index_of = {t.schedule: t.index for t in trials}
+    confirmed = [c for c in confirmations if c.schedule in index_of]
+    if confirmed:
+        scores_axes.scatter([index_of[c.schedule] for c in confirmed], [c.bleu for c in confirmed], s=60,
+                            marker="*", color="tab:red", label="confirm (other sentences)")
     best_so_far, running = [], float("-inf")
     for t in trials:
         running = max(running, t.bleu)

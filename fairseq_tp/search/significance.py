@@ -9,7 +9,7 @@ the resample left out, which played no part in the pick.  Sentences are resample
 noise draws; a schedule's score is the mean over draws of the corpus score, as in the search.
 """
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 
@@ -19,6 +19,7 @@ class SelectionTest:
     ahead: float  # share of resamples whose pick beat the baseline on the left-out shots
     mean_gain: float  # mean left-out score gain of the pick over the baseline
     resamples: int  # resamples that left at least one shot out
+    gains: Tuple[float, ...] = ()  # each resample's left-out gain
 
 
 def selection_confidence(statistics, score: Callable[[Sequence[int]], float], *, samples: int = 1000,
@@ -46,7 +47,7 @@ def selection_confidence(statistics, score: Callable[[Sequence[int]], float], *,
         ahead += int(gain > 0)
     if not gains:
         raise ValueError("no resample left a sentence out; use more samples")
-    return SelectionTest(ahead / len(gains), float(np.mean(gains)), len(gains))
+    return SelectionTest(ahead / len(gains), float(np.mean(gains)), len(gains), tuple(gains))
 
 
 def _mean_score(weights, statistics, score) -> float:

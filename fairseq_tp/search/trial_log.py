@@ -9,12 +9,18 @@ starts, so a killed search loses at most the evaluation in flight.
 
 Resuming checks that both sections match the new search, except for keys that
 only limit how long it runs (``budget``, ``time_budget_s``).
+
+Lines with ``"kind": "confirm"`` record the confirmation of a candidate on sentences other than
+the shots (:class:`Confirmation`): its BLEU and per-sentence statistics there, so that a killed
+confirmation resumes without decoding again what it finished.
 """
+import contextlib
+import fcntl
 import json
 import math
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from ..files import atomic_write_text
 from ..schedules import Schedule, ScheduleError
@@ -39,7 +45,7 @@ class Trial:
     def to_record(self) -> Dict[str, Any]:
         record = {
             "index": self.index,
-            "timesteps": list(self.schedule.timesteps),
+            **_schedule_record(self.schedule),
             "bleu": self.bleu,
             "source": self.source,
             "model_s": self.model_s,
@@ -55,15 +61,12 @@ class Trial:
         """Parse one log line's record; raises ValueError/TypeError/KeyError if malformed."""
         if not isinstance(record, dict):
             raise TypeError("not a JSON object")
-        timesteps = record["timesteps"]
-        if not isinstance(timesteps, list):
-            raise TypeError("'timesteps' is not a list")
         source = record["source"]
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}")
         return cls(
             index=_integer(record["index"], "index"),
-            schedule=Schedule(tuple(timesteps), num_timesteps),
+            schedule=_schedule(record, num_timesteps),
             bleu=_number(record["bleu"], "bleu"),
             source=source,
             model_s=_number(record["model_s"], "model_s"),
@@ -71,6 +74,49 @@ class Trial:
             time=_number(record["time"], "time"),
             replicates=_replicates(record.get("replicates")),
         )
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A candidate decoded on the confirmation sentences (``sentences``: a digest of their ids)."""
+
+    schedule: Schedule
+    bleu: float
+    sentences: str
+    statistics: Tuple  # [sentence][noise draw][k] BLEU statistics, the sentences in ascending id order
+    model_s: float
+    time: float
+
+    def to_record(self) -> Dict[str, Any]:
+        return {"kind": "confirm", **_schedule_record(self.schedule), "bleu": self.bleu, "sentences": self.sentences,
+                "statistics": self.statistics, "model_s": self.model_s, "time": self.time}
+
+    @classmethod
+    def from_record(cls, record: Dict[str, Any], num_timesteps: int) -> "Confirmation":
+        statistics = record["statistics"]
+        if not (isinstance(statistics, list) and all(isinstance(s, list) for s in statistics)):
+            raise TypeError("'statistics' is not a list of lists")
+        sentences = record["sentences"]
+        if not isinstance(sentences, str):
+            raise TypeError("'sentences' is not a string")
+        return cls(_schedule(record, num_timesteps), _number(record["bleu"], "bleu"), sentences, statistics,
+                   _number(record["model_s"], "model_s"), _number(record["time"], "time"))
+
+
+def _schedule_record(schedule: Schedule) -> Dict[str, Any]:
+    record: Dict[str, Any] = {"timesteps": list(schedule.timesteps)}
+    if schedule.rates is not None:
+        record["rates"] = list(schedule.rates)
+    return record
+
+
+def _schedule(record: Dict[str, Any], num_timesteps: int) -> Schedule:
+    timesteps, rates = record["timesteps"], record.get("rates")
+    if not isinstance(timesteps, list):
+        raise TypeError("'timesteps' is not a list")
+    if rates is not None and not isinstance(rates, list):
+        raise TypeError("'rates' is not a list")
+    return Schedule(tuple(timesteps), num_timesteps, None if rates is None else tuple(rates))
 
 
 def _integer(value: Any, name: str) -> int:
@@ -116,6 +162,7 @@ class _Contents:
     header: Optional[Dict[str, Any]]
     trials: List[Trial]
     needs_rewrite: bool  # a torn last line must go before anything is appended
+    confirmations: List[Confirmation] = field(default_factory=list)
 
 
 def _garbled(path: str, why: str) -> SearchError:
@@ -143,7 +190,7 @@ def _read(path: str, num_timesteps: int) -> _Contents:
         try:
             json.loads(torn)
             lines.append(torn)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
         needs_rewrite = True
     if not lines:
@@ -153,15 +200,18 @@ def _read(path: str, num_timesteps: int) -> _Contents:
     for number, line in enumerate(lines, start=1):
         try:
             records.append(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _garbled(path, f"line {number} is not JSON") from None
     header = records[0]
     is_header = isinstance(header, dict) and header.get("kind") == "header"
     if not (is_header and isinstance(header.get("config"), dict)):
         raise _garbled(path, "line 1 is not a header record")
-    trials = []
+    trials, confirmations = [], []
     for number, record in enumerate(records[1:], start=2):
         try:
+            if isinstance(record, dict) and record.get("kind") == "confirm":
+                confirmations.append(Confirmation.from_record(record, num_timesteps))
+                continue
             trial = Trial.from_record(record, num_timesteps)
         except (KeyError, TypeError, ValueError, ScheduleError) as e:
             detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
@@ -169,7 +219,7 @@ def _read(path: str, num_timesteps: int) -> _Contents:
         if trial.index != len(trials):
             raise _garbled(path, f"line {number} has index {trial.index}, expected {len(trials)}")
         trials.append(trial)
-    return _Contents(header, trials, needs_rewrite)
+    return _Contents(header, trials, needs_rewrite, confirmations)
 
 
 def read_trial_log(path: str, num_timesteps: int) -> Tuple[Dict[str, Any], List[Trial]]:
@@ -178,6 +228,13 @@ def read_trial_log(path: str, num_timesteps: int) -> Tuple[Dict[str, Any], List[
     if contents.header is None:
         raise _garbled(path, "it is empty")
     return contents.header, contents.trials
+
+
+def read_confirmations(path: str, num_timesteps: int) -> List[Confirmation]:
+    """The confirmations a log records (none when it does not exist yet)."""
+    if not (os.path.exists(path) and os.path.getsize(path) > 0):
+        return []
+    return _read(path, num_timesteps).confirmations
 
 
 class TrialLog:
@@ -227,14 +284,25 @@ class TrialLog:
                 f"remove it or choose another --log"
             )
         if contents.needs_rewrite:
-            _write_all(path, old, contents.trials)
+            _write_all(path, old, contents.trials, contents.confirmations)
         return cls(path, old, contents.trials)
 
+    @classmethod
+    def append_to(cls, path: str) -> "TrialLog":
+        """An existing log, open to append confirmations after its search has finished."""
+        return cls(path, {}, [])
+
     def append(self, trial: Trial) -> None:
-        self._file.write(_json_line(trial.to_record()))
+        self._write(trial.to_record())
+        self.trials.append(trial)
+
+    def append_confirmation(self, confirmation: Confirmation) -> None:
+        self._write(confirmation.to_record())
+
+    def _write(self, record: Dict[str, Any]) -> None:
+        self._file.write(_json_line(record))
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.trials.append(trial)
 
     def close(self) -> None:
         self._file.close()
@@ -246,8 +314,50 @@ class TrialLog:
         self.close()
 
 
-def _write_all(path: str, header: Dict[str, Any], trials: List[Trial]) -> None:
-    text = _json_line(header) + "".join(_json_line(t.to_record()) for t in trials)
+_HELD: Dict[str, int] = {}  # lock files this process holds -> how many holders
+
+
+@contextlib.contextmanager
+def locked(path: str):
+    """Hold the advisory lock of trial log ``path`` (``PATH.lock`` beside it, which stays) for the block: a
+    second search on the same log, in any process, is refused naming the holder's pid.  Re-entrant within
+    a process, so the command can hold it across search and confirmation while the search takes it too."""
+    lock_path = os.path.realpath(path) + ".lock"
+    if lock_path in _HELD:
+        _HELD[lock_path] += 1
+        try:
+            yield
+        finally:
+            _HELD[lock_path] -= 1
+        return
+    try:
+        handle = open(lock_path, "a+", encoding="utf-8")
+    except OSError as e:
+        raise SearchError(f"cannot create the lock file {lock_path}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise SearchError(f"trial log {path} is in use by another search (pid {holder}); wait for it to end "
+                              f"or choose another --log") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _HELD[lock_path] = 1
+        try:
+            yield
+        finally:
+            del _HELD[lock_path]
+    finally:
+        handle.close()  # releases the lock
+
+
+def _write_all(path: str, header: Dict[str, Any], trials: List[Trial],
+               confirmations: Sequence[Confirmation] = ()) -> None:
+    text = _json_line(header) + "".join(_json_line(t.to_record()) for t in [*trials, *confirmations])
     try:
         atomic_write_text(path, text)
     except OSError as e:

@@ -1,0 +1,142 @@
+"""fairseq-tp-search and fairseq-generate under misuse: a locked trial log, outputs that never clobber inputs,
+and one line for bad option values."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FIXTURES, PLUGIN_DIR, run_cli
+from fairseq_tp.fairseq_search.cli import main as search_main
+from fairseq_tp.search import read_trial_log
+
+RDM = FIXTURES / "rdm-toy"
+
+
+def search_args(output, *extra, checkpoint=None):
+    return [str(RDM / "data-bin"), "--user-dir", PLUGIN_DIR, "--path", str(checkpoint or RDM / "absorbing.pt"),
+            "--cpu", "--no-progress-bar", "--batch-size", "50", "--steps", "4", "--output", str(output), *extra]
+
+
+def refused(*args):
+    with pytest.raises(SystemExit) as exit_info:
+        search_main(list(args))
+    line = str(exit_info.value.code)
+    assert line.startswith("fairseq-tp-search: error: ") and "\n" not in line, line
+    return line
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_a_second_resume_on_a_log_in_use_is_refused_naming_the_holder(tmp_path):
+    output = tmp_path / "s.json"
+    common = ["--shots", "all", "--seed", "1", "--confirm-top", "0", "--search-space", "timesteps"]
+    search_main(search_args(output, *common, "--budget", "3"))
+    # A long resumed search (all 200 shots, one thread) holds the log while a second --resume starts.
+    first = subprocess.Popen(["fairseq-tp-search", *search_args(output, *common, "--budget", "400", "--resume")],
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "s.trials.jsonl.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+        time.sleep(0.05)
+    assert first.poll() is None, "the first search ended before the second could start"
+    line = refused(*search_args(output, *common, "--budget", "400", "--resume"))
+    assert line == (f"fairseq-tp-search: error: trial log {tmp_path / 's.trials.jsonl'} is in use by another search "
+                    f"(pid {first.pid}); wait for it to end or choose another --log")
+    first.kill()
+    first.communicate()
+    _, trials = read_trial_log(str(tmp_path / "s.trials.jsonl"), 50)  # whole, each index once
+    assert [t.index for t in trials] == list(range(len(trials))) and 3 <= len(trials) < 400
+    search_main(search_args(output, *common, "--budget", str(len(trials) + 1), "--resume"))  # the lock went with it
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_outputs_never_clobber_inputs_or_each_other(tmp_path):
+    checkpoint = tmp_path / "ckpt.pt"
+    checkpoint.write_bytes((RDM / "absorbing.pt").read_bytes())
+    before = checkpoint.read_bytes()
+    link = tmp_path / "link.json"
+    link.symlink_to(checkpoint)
+    out = tmp_path / "s.json"
+    cases = [
+        (search_args(checkpoint, checkpoint=checkpoint), f"--output {checkpoint} is also --path"),
+        (search_args(link, checkpoint=checkpoint), f"--output {link} is also --path"),
+        (search_args(out, "--log", str(out), checkpoint=checkpoint), f"--log {out} is also --output"),
+        (search_args(out, "--plot", str(tmp_path / "s.trials.jsonl"), checkpoint=checkpoint),
+         f"--log {tmp_path / 's.trials.jsonl'} is also --plot"),
+        (search_args(RDM / "data-bin" / "dict.src.txt", checkpoint=checkpoint), "is also the data file dict.src.txt"),
+        (search_args(out, "--plot", str(tmp_path / "p.txt"), checkpoint=checkpoint),
+         f"--plot {tmp_path / 'p.txt'}: matplotlib cannot write .txt"),
+        (search_args(out, "--steps", "2,2", checkpoint=checkpoint), "--steps lists a number of steps twice: 2,2"),
+        (search_args(out, "--time-budget", "inf", checkpoint=checkpoint),
+         "--time-budget must be a positive number of seconds, got inf"),
+    ]
+    for args, message in cases:
+        line = refused(*args)
+        assert message in line, (message, line)
+    assert checkpoint.read_bytes() == before and not out.exists()
+    assert not (tmp_path / "s.trials.jsonl").exists()
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_an_empty_schedule_is_refused_by_fairseq_generate(tmp_path):
+    out = run_cli(["fairseq-generate", str(RDM / "data-bin"), "--user-dir", PLUGIN_DIR, "--task",
+                   "diffusion_translation", "--path", str(RDM / "absorbing.pt"), "--gen-subset", "test", "--cpu",
+                   "--tp-schedule", ""])
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1] == ("fairseq-tp: error: --tp-schedule: the schedule is empty: give "
+                                                   "at least one timestep")
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_plotting_prints_no_matplotlib_debug_lines(tmp_path):
+    out = run_cli(["fairseq-tp-search", *search_args(tmp_path / "s.json", "--budget", "3", "--shots", "10",
+                                                      "--plot", str(tmp_path / "p.png"), "--confirm-top", "0")])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "p.png").stat().st_size > 0 and "matplotlib" not in out.stderr
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_deeply_nested_json_and_a_missing_data_directory_get_one_line(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    out = run_cli(["fairseq-generate", str(RDM / "data-bin"), "--user-dir", PLUGIN_DIR, "--task",
+                   "diffusion_translation", "--path", str(RDM / "absorbing.pt"), "--gen-subset", "test", "--cpu",
+                   "--tp-schedule", str(deep)])
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (f"fairseq-tp: error: --tp-schedule: schedule file {deep} is nested "
+                                                   f"too deeply to be a schedule file")
+    output = tmp_path / "s.json"
+    search_main(search_args(output, "--budget", "2", "--shots", "5", "--confirm-top", "0"))
+    log = tmp_path / "s.trials.jsonl"
+    log.write_text(log.read_text() + "[" * 200_000 + "]" * 200_000 + "\n")
+    line = refused(*search_args(output, "--budget", "3", "--shots", "5", "--confirm-top", "0", "--resume"))
+    assert line == f"fairseq-tp-search: error: trial log {log} is not a valid trial log (line 4 is not JSON); " \
+                   f"remove it or choose another --log"
+    missing = tmp_path / "no" / "such"
+    line = refused(str(missing), *search_args(tmp_path / "t.json")[1:])
+    assert line == f"fairseq-tp-search: error: data directory {missing} does not exist"
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_ctrl_c_ends_in_one_line_exit_130_and_a_resumable_log(tmp_path):
+    output = tmp_path / "s.json"
+    args = search_args(output, "--budget", "400", "--shots", "all", "--confirm-top", "0", "--search-space", "timesteps")
+    process = subprocess.Popen(["fairseq-tp-search", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "s.trials.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("fairseq-tp-search: error: interrupted; finished evaluations are in the "
+                                            "trial log (continue with --resume)")
+    _, trials = read_trial_log(str(log), 50)
+    search_main([*args[:-8], "--budget", str(len(trials) + 1), "--shots", "all", "--confirm-top", "0",
+                 "--search-space", "timesteps", "--resume"])
+    assert json.loads(output.read_text())["evaluations"] == len(trials) + 1
