@@ -287,3 +287,23 @@ def test_bad_confirmation_and_space_options_get_one_line(flags, message, capsys,
     line = str(exit_info.value.code)
     assert line.startswith("fairseq-tp-search: error: ") and message in line and "\n" not in line, line
     assert not (tmp_path / "schedule.json").exists()
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_the_front_chooses_n_from_shares_on_the_confirmation_sentences(tmp_path):
+    record = _search(tmp_path, "--steps", "2,3", "--shots", "20", "--budget", "12", "--target", "0.9",
+                     "--confirm-top", "2", "--confirm-shots", "40", *COSINE)
+    assert record["shares_from"] == "confirmation"
+    front = {p["steps"]: p for p in record["front"]}
+    for n in (2, 3):  # each N confirmed against its own uniform, in its own trial log
+        confirms = [line for line in _log_lines(tmp_path / f"schedule.trials.steps{n}.jsonl")
+                    if line.get("kind") == "confirm"]
+        assert len(confirms) == 3
+    shares = record["confirmation"]["front"]["shares"]
+    assert record["all_steps"]["bleu"] == record["confirmation"]["front"]["all_steps_bleu"]
+    assert {int(n): s for n, s in shares.items()} == {n: front[n]["share"] for n in (2, 3)}
+    chosen = record["steps"]
+    written = record["confirmation"]["candidates"][record["confirmation"]["chosen"]]["bleu"]
+    assert front[chosen]["share"] == pytest.approx(written / record["all_steps"]["bleu"])
+    reaching = [n for n in (2, 3) if front[n]["share"] >= 0.9]
+    assert chosen == (min(reaching) if reaching else max((2, 3), key=lambda n: (front[n]["share"], -n)))

@@ -378,8 +378,10 @@ def test_shot_seed_draws_the_shots_and_seed_the_noise(toy_data, checkpoints, tmp
 @pytest.mark.fixture_dir("rdm-toy")
 def test_front_over_steps_writes_the_chosen_schedule_the_front_and_a_plot(toy_data, checkpoints, capsys, tmp_path):
     record = search(RDM / "data-bin", RDM / "absorbing.pt", tmp_path, "--steps", "3,2", "--shots", "10",
-                    "--budget", "10", "--target", "0.5", "--front-plot", str(tmp_path / "front.png"), *DETERMINISTIC)
+                    "--budget", "10", "--target", "0.5", "--front-plot", str(tmp_path / "front.png"), *DETERMINISTIC,
+                    "--confirm-top", "0")
     front = {p["steps"]: p for p in record["front"]}
+    assert record["shares_from"] == "shots"
     assert sorted(front) == [2, 3] and record["all_steps"]["timesteps"] == list(range(49, -1, -1))
     assert [front[2]["evaluations"], front[3]["evaluations"]] == [4, 6]  # 10 divided in proportion to N
     for p in front.values():

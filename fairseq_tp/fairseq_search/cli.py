@@ -158,7 +158,9 @@ def summary_lines(report) -> List[str]:
                      f"[{low:+.2f}, {high:+.2f}]")
     if report.front is not None:
         front = report.front
-        lines.append(f"front over N (few-shot BLEU; all {front.reference_schedule.steps} steps: "
+        where = ("shares on the confirmation sentences" if record.get("shares_from") == "confirmation"
+                 else "shares on the shots")
+        lines.append(f"front over N (few-shot BLEU; {where}, all {front.reference_schedule.steps} steps there: "
                      f"{front.reference_bleu:.2f}; target {front.target:.0%}):")
         for p in front.points:
             mark = "  <- chosen" if p is front.chosen else ""

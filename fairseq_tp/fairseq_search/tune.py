@@ -6,6 +6,7 @@ decoding options) and a :class:`SearchConfig`; it checks every option it can bef
 anything and the rest (subsets, N against T) right after loading, before any decoding.
 """
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from ..diffusion.decoding import check_schedule_rates, pass_rates
 from ..search import (Confirmation, Front, ScheduleSpace, SearchError, SearchResult, TrialLog, candidates,
                       choose_confirmed, derive_seed, read_confirmations, run_search,
                       search_front, selection_confidence, sentences_digest)
+from ..search.front import choose
 from ..search.trial_log import locked
 from . import distributed
 from .bleu import build_bleu
@@ -133,14 +135,20 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
                 result, space = front.chosen.result, spaces[front.chosen.steps]
         except SearchError as e:
             raise UsageError(str(e)) from None
-        log = search.log_path if front is None else search.log_path_for(front.chosen.steps)
         chosen, chosen_bleu, guard, confirmation = result.best_schedule, result.best_bleu, None, None
         if search.confirm_top:
             sharded = objective if isinstance(objective, distributed.ShardedObjective) else confirmation_objective
-            confirmation, confirmed = confirm(sharded, confirm_ids, result, bleu, search, log, T, space, seed)
+            if front is None:
+                confirmation, confirmed = confirm(sharded, confirm_ids, result, bleu, search, search.log_path, T,
+                                                  space, seed)
+            else:
+                front, confirmation, confirmed = confirm_front(sharded, confirm_ids, front, spaces, bleu, search, T,
+                                                               seed)
+                result, space = front.chosen.result, spaces[front.chosen.steps]
             if confirmed is not None:
                 chosen = confirmed
                 chosen_bleu = next(t.bleu for t in result.trials if t.schedule == chosen)
+        log = search.log_path if front is None else search.log_path_for(front.chosen.steps)
     if isinstance(objective, distributed.ShardedObjective):
         objective.close()  # the rest (evaluation, files) is rank 0's alone
     if search.min_confidence and result.best_schedule != result.baseline_schedule:
@@ -179,7 +187,7 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     if confirmation is not None:
         record["confirmation"] = confirmation
     if front is not None:
-        record.update(front_record(front))
+        record.update(front_record(front, confirmed=bool(confirmation and "front" in confirmation)))
     # Written as soon as the search ends, so nothing after it can lose the result.
     write_schedule_file(search.output, chosen, **record)
     report = SearchReport(result, search.output, log, record, front=front, guard=guard, chosen=chosen,
@@ -296,6 +304,29 @@ def confirm(objective, ids: List[int], result: SearchResult, bleu, search: Searc
     }, confirmed.chosen
 
 
+def confirm_front(objective, ids: List[int], front: Front, spaces, bleu, search: SearchConfig, T: int, seed: int):
+    """With several --steps: confirm every N, then choose N again from shares of the all-steps BLEU on the
+    confirmation sentences (what each N writes there / all T steps there).  Returns (front, the chosen N's
+    confirmation record with the per-N shares, its schedule)."""
+    if not ids:
+        return front, {"skipped": "no sentences left beside the shots"}, None
+    confirmed = {p.steps: confirm(objective, ids, p.result, bleu, search, search.log_path_for(p.steps), T,
+                                  spaces[p.steps], seed) for p in front.points}
+    statistics = objective.sentence_statistics([front.reference_schedule]).sum(axis=1)[0]  # [draws, k]
+    reference = float(np.mean([bleu.from_statistics([int(x) for x in draw]) for draw in statistics]))
+    points = []
+    for p in front.points:
+        record, _ = confirmed[p.steps]
+        written = record["candidates"][record["chosen"]]["bleu"]
+        shares = [b / reference if reference > 0 else 0.0 for b in (written, record["candidates"][0]["bleu"])]
+        points.append(dataclasses.replace(p, share=shares[0], uniform_share=shares[1]))
+    chosen, met = choose(points, front.target)
+    record, schedule = confirmed[chosen.steps]
+    record = {**record, "front": {"all_steps_bleu": reference, "shares": {p.steps: p.share for p in points},
+                                  "uniform_shares": {p.steps: p.uniform_share for p in points}}}
+    return Front(front.reference_schedule, reference, points, front.target, chosen, met), record, schedule
+
+
 def confidence_guard(objective, result: SearchResult, bleu, minimum: float, seed: int) -> Dict[str, Any]:
     """--min-confidence: the out-of-bag bootstrap of picking the best evaluated schedule on the shots,
     every evaluated schedule decoded again to get per-sentence statistics."""
@@ -307,9 +338,11 @@ def confidence_guard(objective, result: SearchResult, bleu, minimum: float, seed
             "searched_timesteps": list(result.best_schedule.timesteps), "searched_bleu": result.best_bleu}
 
 
-def front_record(front: Front) -> Dict[str, Any]:
-    """The front, as the schedule file records it beside the chosen N's schedule."""
+def front_record(front: Front, confirmed: bool = False) -> Dict[str, Any]:
+    """The front, as the schedule file records it beside the chosen N's schedule (``all_steps`` BLEU and the
+    shares on the confirmation sentences when ``confirmed``, else on the shots)."""
     return {
+        "shares_from": "confirmation" if confirmed else "shots",
         "target": front.target,
         "target_met": front.target_met,
         "all_steps": {"timesteps": list(front.reference_schedule.timesteps), "bleu": front.reference_bleu},
