@@ -140,3 +140,39 @@ def test_ctrl_c_ends_in_one_line_exit_130_and_a_resumable_log(tmp_path):
     search_main([*args[:-8], "--budget", str(len(trials) + 1), "--shots", "all", "--confirm-top", "0",
                  "--search-space", "timesteps", "--resume"])
     assert json.loads(output.read_text())["evaluations"] == len(trials) + 1
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+@pytest.mark.parametrize("value", [0, -5, "abc", 10 ** 12])
+def test_a_checkpoint_with_a_bad_number_of_timesteps_gets_one_line_under_both_commands(value, tmp_path):
+    import argparse
+    import torch
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    state = torch.load(RDM / "absorbing.pt", weights_only=True)
+    state["cfg"]["model"].num_diffusion_timesteps = value
+    state["args"] = None
+    broken = tmp_path / "broken.pt"
+    torch.save(state, broken)
+    expected = f"--num-diffusion-timesteps must be an integer in [1, 100,000], got {value!r}"
+    line = refused(*search_args(tmp_path / "s.json", "--budget", "2", checkpoint=broken))
+    assert line == f"fairseq-tp-search: error: {expected}"
+    out = run_cli(["fairseq-generate", str(RDM / "data-bin"), "--user-dir", PLUGIN_DIR, "--task",
+                   "diffusion_translation", "--path", str(broken), "--gen-subset", "test", "--cpu"])
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == f"fairseq-tp: error: {expected}"
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "s.trials.jsonl").exists()
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_a_schedule_that_is_not_a_regular_file_and_a_missing_user_dir_are_refused(tmp_path):
+    fifo = tmp_path / "schedule.fifo"
+    os.mkfifo(fifo)
+    out = run_cli(["fairseq-generate", str(RDM / "data-bin"), "--user-dir", PLUGIN_DIR, "--task",
+                   "diffusion_translation", "--path", str(RDM / "absorbing.pt"), "--gen-subset", "test", "--cpu",
+                   "--tp-schedule", str(fifo)])  # would block reading without the check
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1] == (f"fairseq-tp: error: --tp-schedule: schedule file {fifo} is not a "
+                                                   f"regular file")
+    line = refused(*search_args(tmp_path / "s.json")[:1], "--user-dir", "/nonexistent/fairseq_tp",
+                   *search_args(tmp_path / "s.json")[3:])
+    assert line == "fairseq-tp-search: error: --user-dir /nonexistent/fairseq_tp: no such directory"

@@ -6,6 +6,14 @@ from .decoding import CONTINUOUS_SAMPLERS, DecodeState, DecodingOptions, RandomS
 from .multinomial import MultinomialDiffusion, ReparamMultinomialDiffusion
 
 DIFFUSION_TYPES = ("absorbing", "multinomial", "reparam-absorbing", "reparam-multinomial", "continuous")
+MAX_TIMESTEPS = 100_000  # RDM and DiffuSeq train with T <= 2000; tables of T rows must fit in memory
+
+
+def check_num_timesteps(value) -> int:
+    """``--num-diffusion-timesteps`` (from a command line or a checkpoint) as an int, or a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMESTEPS:
+        raise ValueError(f"--num-diffusion-timesteps must be an integer in [1, {MAX_TIMESTEPS:,}], got {value!r}")
+    return value
 
 
 def build_diffusion(diffusion_type: str, num_timesteps: int, vocab_size: int, *, pad: int, bos: int,
@@ -42,6 +50,7 @@ def build_diffusion(diffusion_type: str, num_timesteps: int, vocab_size: int, *,
 
 
 __all__ = [
+    "MAX_TIMESTEPS", "check_num_timesteps",
     "AbsorbingDiffusion", "CONTINUOUS_SAMPLERS", "ContinuousDiffusion", "DIFFUSION_TYPES", "DecodeState",
     "DecodingOptions", "DiffusionProcess", "DiscreteDiffusion", "MultinomialDiffusion", "RandomSource",
     "ReparamAbsorbingDiffusion", "ReparamMultinomialDiffusion", "ReparamStrategy", "X0Prediction",

@@ -21,7 +21,7 @@ from fairseq.models.nat import FairseqNATModel
 from fairseq.models.transformer import Embedding, TransformerDecoderBase, TransformerEncoderBase
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
-from ..diffusion import X0Prediction, build_diffusion
+from ..diffusion import X0Prediction, build_diffusion, check_num_timesteps
 from ..diffusion.training import copies, training_draw
 from ..errors import UsageError
 
@@ -234,6 +234,10 @@ class DiffusionTransformerModel(FairseqNATModel):
 
     @classmethod
     def build_decoder(cls, cfg, tgt_dict, embed_tokens):
+        try:  # before the time embedding's T rows are allocated
+            check_num_timesteps(cfg.num_diffusion_timesteps)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         return _bert_initialised(DiffusionTransformerDecoder(cfg, tgt_dict, embed_tokens), cfg)
 
     def forward(self, src_tokens, src_lengths, prev_output_tokens=None, tgt_tokens=None, **unused):

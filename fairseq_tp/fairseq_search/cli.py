@@ -53,7 +53,8 @@ def without_our_user_dir(argv: List[str]) -> List[str]:
             i += 1
             continue
         found = next((os.path.realpath(p) for p in _user_dir_candidates(value) if os.path.isdir(p)), None)
-        if found is None and os.path.basename(os.path.normpath(value)) != "fairseq_tp":
+        # A bare "fairseq_tp" (the docs' fairseq-generate spelling) names this package wherever it is run.
+        if found is None and os.path.normpath(value) != "fairseq_tp":
             raise UsageError(f"--user-dir {value}: no such directory")
         if found is not None and found != ours:
             raise UsageError(f"--user-dir {value} is {found}, but {PROG} runs the fairseq_tp in {ours}; "

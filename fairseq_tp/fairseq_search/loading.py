@@ -34,6 +34,8 @@ def load_diffusion_model(cfg, task, use_cuda: bool):
         models, saved_cfg = checkpoint_utils.load_model_ensemble(
             [path], arg_overrides=ast.literal_eval(cfg.common_eval.model_overrides), task=task,
             suffix=cfg.checkpoint.checkpoint_suffix)
+    except UsageError:  # the checkpoint's own options, checked when the model is built
+        raise
     except Exception as e:  # torch, pickle and fairseq all raise their own kinds
         first_line = (str(e).strip().splitlines() or [""])[0]
         raise UsageError(f"--path: cannot load checkpoint {path}: {type(e).__name__}: {first_line}") from None

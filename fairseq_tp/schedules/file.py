@@ -6,6 +6,7 @@ the decoding options it was searched under (:func:`decoding_record`; fairseq-gen
 its own differ), and the search's provenance (BLEU, shots, checkpoint hash...), which readers ignore.
 """
 import json
+import os
 from typing import Any, Dict, List, Tuple
 
 from ..files import atomic_write_text
@@ -45,6 +46,8 @@ def write_schedule_file(path: str, schedule: Schedule, **provenance: Any) -> Non
 
 def read_schedule_file(path: str) -> Tuple[Schedule, Dict[str, Any]]:
     """(the schedule, the other keys) of a schedule file, validated; ScheduleError otherwise."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or device would block or never end
+        raise ScheduleError(f"schedule file {path} is not a regular file")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
