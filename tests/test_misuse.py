@@ -176,3 +176,28 @@ def test_a_schedule_that_is_not_a_regular_file_and_a_missing_user_dir_are_refuse
     line = refused(*search_args(tmp_path / "s.json")[:1], "--user-dir", "/nonexistent/fairseq_tp",
                    *search_args(tmp_path / "s.json")[3:])
     assert line == "fairseq-tp-search: error: --user-dir /nonexistent/fairseq_tp: no such directory"
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_a_sentence_longer_than_the_model_positions_is_refused_or_skipped_before_decoding(tmp_path):
+    from conftest import fairseq_main
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for side in ("src", "tgt"):
+        lines = (RDM / "raw" / f"valid.{side}").read_text().splitlines()[:30]
+        words = lines[0].split()
+        lines[7] = " ".join(words[i % len(words)] for i in range(1100))  # 1,100 tokens, past 1,024 positions
+        (raw / f"valid.{side}").write_text("\n".join(lines) + "\n")
+    fairseq_main("preprocess", ["--source-lang", "src", "--target-lang", "tgt", "--validpref", str(raw / "valid"),
+                                "--srcdict", str(RDM / "data-bin" / "dict.src.txt"),
+                                "--tgtdict", str(RDM / "data-bin" / "dict.tgt.txt"),
+                                "--destdir", str(tmp_path / "bin"), "--workers", "1"])
+    args = search_args(tmp_path / "s.json", "--budget", "3", "--shots", "all", "--confirm-top", "0")
+    args[0] = str(tmp_path / "bin")
+    line = refused(*args)
+    assert line == ("fairseq-tp-search: error: sentence 7 of 'valid' has 1102 source tokens, more than the model's "
+                    "1024 positions (--skip-invalid-size-inputs-valid-test leaves such sentences out)")
+    assert not (tmp_path / "s.trials.jsonl").exists()
+    search_main([*args, "--skip-invalid-size-inputs-valid-test"])
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert record["shot_ids"] == [i for i in range(30) if i != 7]

@@ -69,7 +69,8 @@ class DiffusionGenerator:
     def encode(self, model, src_tokens, src_lengths) -> Encoded:
         encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
         # <bos>, <eos> and at least one token, as RDM.
-        lengths = model.decoder.predict_length(encoder_out).clamp(min=3)
+        # RDM's minimum; the maximum keeps a length predicted past the decoder's positions decodable.
+        lengths = model.decoder.predict_length(encoder_out).clamp(min=3, max=model.decoder.max_positions())
         batch_size, beam = src_tokens.size(0), self.beam_size * self.beam_within_length
         if beam > 1:
             # RDM's order per sentence: the length beam, repeated --beam-within-length times.

@@ -73,7 +73,8 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     if shots is not None and shots > len(dataset):
         raise UsageError(f"--shots {shots} is more than the {len(dataset)} sentences in subset '{subset}'")
     shot_seed = seed if search.shot_seed is None else search.shot_seed
-    shot_ids = draw_shots(len(dataset), shots, shot_seed)
+    skip = bool(cfg.dataset.skip_invalid_size_inputs_valid_test)
+    shot_ids = decodable(loaded, dataset, draw_shots(len(dataset), shots, shot_seed), subset, skip)
     bleu = build_bleu(search.bleu)
     generator = loaded.generator
     deterministic = loaded.model.diffusion.decodes_deterministically(generator.options)
@@ -86,7 +87,8 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
                                  replicates=replicates)
     local_objective = objective  # rank 0 decodes the --min-confidence test alone
     objective.keep_sentence_statistics = bool(search.min_confidence)
-    confirm_ids = confirmation_sentences(len(dataset), shot_ids, search, shot_seed)
+    confirm_ids = decodable(loaded, dataset, confirmation_sentences(len(dataset), shot_ids, search, shot_seed), subset,
+                            skip)
     confirmation_objective = loaded.objective(dataset, confirm_ids, bleu, seed=seed,
                                               schedules_per_batch=search.schedules_per_batch,
                                               replicates=replicates) if confirm_ids else None
@@ -193,7 +195,8 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     report = SearchReport(result, search.output, log, record, front=front, guard=guard, chosen=chosen,
                           confirmation=confirmation)
     if eval_dataset is not None:
-        eval_objective = loaded.objective(eval_dataset, range(len(eval_dataset)), bleu, seed=seed,
+        eval_ids = decodable(loaded, eval_dataset, range(len(eval_dataset)), search.eval_subset, skip)
+        eval_objective = loaded.objective(eval_dataset, eval_ids, bleu, seed=seed,
                                           schedules_per_batch=search.schedules_per_batch)
         report.evaluation = timing.time_schedules(
             eval_objective, {"uniform": result.baseline_schedule, "searched": chosen})
@@ -206,6 +209,20 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
         from ..search.plot import plot_front
         plot_front(front, search.front_plot)
     return report
+
+
+def decodable(loaded, dataset, ids, subset: str, skip: bool) -> List[int]:
+    """``ids`` whose source fits the model's positions; one line for the first that does not, or (fairseq's
+    --skip-invalid-size-inputs-valid-test) a warning saying how many were left out."""
+    limit = loaded.model.encoder.max_positions()
+    too_long = [i for i in ids if dataset.src_sizes[i] > limit]
+    if too_long and not skip:
+        first = too_long[0]
+        raise UsageError(f"sentence {first} of '{subset}' has {dataset.src_sizes[first]} source tokens, more than the "
+                         f"model's {limit} positions (--skip-invalid-size-inputs-valid-test leaves such sentences out)")
+    if too_long:
+        logger.warning(f"left out {len(too_long)} sentence(s) of '{subset}' longer than the model's {limit} positions")
+    return [i for i in ids if dataset.src_sizes[i] <= limit]
 
 
 def input_files(cfg) -> Dict[str, str]:
