@@ -201,3 +201,11 @@ def test_a_sentence_longer_than_the_model_positions_is_refused_or_skipped_before
     search_main([*args, "--skip-invalid-size-inputs-valid-test"])
     record = json.loads((tmp_path / "s.json").read_text())
     assert record["shot_ids"] == [i for i in range(30) if i != 7]
+
+
+def test_a_refused_command_prints_its_one_line_and_nothing_else(tmp_path):
+    out = run_cli(["fairseq-tp-search", str(tmp_path / "no-such-dir"), "--path", "x.pt", "--steps", "4"])
+    assert out.returncode == 1
+    assert out.stderr == f"fairseq-tp-search: error: data directory {tmp_path / 'no-such-dir'} does not exist\n"
+    help_run = run_cli(["fairseq-tp-search", "--help"])
+    assert help_run.returncode == 0 and help_run.stderr == "" and "--confirm-top" in help_run.stdout

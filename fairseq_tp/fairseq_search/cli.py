@@ -8,6 +8,7 @@ import logging
 import os
 import statistics
 import sys
+import warnings
 from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
@@ -15,6 +16,11 @@ from ..errors import PREFIX, UsageError
 from ..schedules import Schedule
 
 PROG = "fairseq-tp-search"
+
+
+HYDRA_DEPRECATIONS = (r"hydra\.experimental\.\w+\(\) is no longer experimental", r"\s*The version_base parameter",
+                      r"In 'config': Usage of deprecated keyword", r"\s*'config' is validated against ConfigStore",
+                      r"\s*The strict flag in the compose API is deprecated")
 
 
 @contextmanager
@@ -73,7 +79,9 @@ def parse(argv: List[str]) -> Tuple[object, object]:
     from .config import SearchConfig, required_options
 
     argv = without_our_user_dir(argv)
-    with _argv(argv):
+    with _argv(argv), warnings.catch_warnings():
+        for message in HYDRA_DEPRECATIONS:  # fairseq 0.12's use of hydra, on every run: not the user's to fix
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
         parser = options.get_generation_parser(default_task="diffusion_translation")
         parser.prog = PROG
         parser.description = "Search a diffusion checkpoint's N-step decoding schedule against few-shot BLEU."
@@ -84,9 +92,9 @@ def parse(argv: List[str]) -> Tuple[object, object]:
                 action.required = True
         parser.set_defaults(gen_subset="valid")
         args = options.parse_args_and_arch(parser, input_args=argv)
-    if args.task != "diffusion_translation":
-        parser.error(f"--task must be diffusion_translation, got '{args.task}'")
-    return convert_namespace_to_omegaconf(args), SearchConfig.from_namespace(args)
+        if args.task != "diffusion_translation":
+            parser.error(f"--task must be diffusion_translation, got '{args.task}'")
+        return convert_namespace_to_omegaconf(args), SearchConfig.from_namespace(args)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
