@@ -209,3 +209,72 @@ def test_a_refused_command_prints_its_one_line_and_nothing_else(tmp_path):
     assert out.stderr == f"fairseq-tp-search: error: data directory {tmp_path / 'no-such-dir'} does not exist\n"
     help_run = run_cli(["fairseq-tp-search", "--help"])
     assert help_run.returncode == 0 and help_run.stderr == "" and "--confirm-top" in help_run.stdout
+
+
+from test_search_cli import transformer_checkpoint  # noqa: E402,F401 -- the fixture
+
+
+def test_a_non_diffusion_checkpoint_gets_one_line_under_fairseq_generate(toy_data, transformer_checkpoint):
+    out = run_cli(["fairseq-generate", str(toy_data / "bin"), "--user-dir", PLUGIN_DIR, "--task",
+                   "diffusion_translation", "--path", str(transformer_checkpoint), "--gen-subset", "test", "--cpu"])
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "fairseq-tp: error: --path is not a diffusion model (architecture 'transformer'): --task "
+        "diffusion_translation decodes diffusion_transformer checkpoints")
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_raw_text_that_is_not_utf8_gets_one_line_under_both_commands(tmp_path):
+    data = tmp_path / "raw-data"
+    data.mkdir()
+    for name in ("dict.src.txt", "dict.tgt.txt"):
+        (data / name).write_bytes((RDM / "data-bin" / name).read_bytes())
+    for side in ("src", "tgt"):
+        text = (RDM / "raw" / f"valid.{side}").read_bytes()
+        (data / f"valid.src-tgt.{side}").write_bytes(text[:40] + b"\xff\xfe" + text[40:])
+        (data / f"test.src-tgt.{side}").write_bytes(text[:40] + b"\xff\xfe" + text[40:])
+    expected = f"subset 'valid' in {data} is not UTF-8 text (invalid start byte at byte 40)"
+    args = search_args(tmp_path / "s.json", "--dataset-impl", "raw", "--budget", "2")
+    args[0] = str(data)
+    assert refused(*args) == f"fairseq-tp-search: error: {expected}"
+    out = run_cli(["fairseq-generate", str(data), "--user-dir", PLUGIN_DIR, "--task", "diffusion_translation",
+                   "--path", str(RDM / "absorbing.pt"), "--gen-subset", "valid", "--cpu", "--dataset-impl", "raw"])
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == f"fairseq-tp: error: {expected}"
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+@pytest.mark.parametrize("where", ["trial log", "schedule file"])
+def test_a_full_disk_ends_in_one_line_and_leaves_only_valid_files(where, tmp_path, monkeypatch):
+    import errno
+    import fairseq_tp.files
+    import fairseq_tp.search.trial_log as trial_log
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    output = tmp_path / "s.json"
+    args = search_args(output, "--budget", "4", "--shots", "10", "--confirm-top", "0")
+    if where == "trial log":  # the third trial's fsync fails
+        calls = {"n": 0}
+        real = os.fsync
+
+        def fsync_until_full(fd):
+            calls["n"] += 1
+            return full() if calls["n"] == 3 else real(fd)
+
+        monkeypatch.setattr(trial_log.os, "fsync", fsync_until_full)
+        line = refused(*args)
+        assert line == f"fairseq-tp-search: error: cannot write trial log {tmp_path / 's.trials.jsonl'}: " \
+                       f"No space left on device"
+    else:
+        real_replace = os.replace
+        monkeypatch.setattr(fairseq_tp.files.os, "replace",
+                            lambda src, dst: full() if str(dst) == str(output) else real_replace(src, dst))
+        line = refused(*args)
+        assert line == f"fairseq-tp-search: error: --output: cannot write {output}: No space left on device"
+    monkeypatch.undo()
+    assert not output.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+    _, trials = read_trial_log(str(tmp_path / "s.trials.jsonl"), 50)  # valid; a resume finishes the search
+    search_main([*args, "--resume"])
+    assert json.loads(output.read_text())["evaluations"] == 4

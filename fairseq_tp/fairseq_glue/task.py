@@ -117,7 +117,14 @@ class DiffusionTranslationTask(TranslationTask):
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         paths = utils.split_paths(self.cfg.data)
         data_path = paths[(epoch - 1) % len(paths)]
-        self.datasets[split] = load_langpair_dataset(
+        try:
+            self.datasets[split] = self._load_langpair(data_path, split, combine)
+        except UnicodeDecodeError as e:  # --dataset-impl raw reads text
+            raise UsageError(f"subset '{split}' in {data_path} is not UTF-8 text ({e.reason} at byte {e.start})") \
+                from None
+
+    def _load_langpair(self, data_path, split, combine):
+        return load_langpair_dataset(
             data_path, split, self.cfg.source_lang, self.src_dict, self.cfg.target_lang, self.tgt_dict,
             combine=combine, dataset_impl=self.cfg.dataset_impl, upsample_primary=self.cfg.upsample_primary,
             left_pad_source=self.cfg.left_pad_source, left_pad_target=self.cfg.left_pad_target,
@@ -171,7 +178,11 @@ class DiffusionTranslationTask(TranslationTask):
         if getattr(args, "iter_decode_with_external_reranker", False):
             raise UsageError("--iter-decode-with-external-reranker needs an autoregressive reranker as a second "
                              "--path model, and diffusion_translation decodes one model: not supported")
-        diffusion = models[0].diffusion
+        diffusion = getattr(models[0], "diffusion", None)
+        if diffusion is None:
+            arch = getattr(getattr(models[0], "cfg", None), "_name", None) or type(models[0]).__name__
+            raise UsageError(f"--path is not a diffusion model (architecture '{arch}'): --task diffusion_translation "
+                             f"decodes diffusion_transformer checkpoints")
         schedule = self.resolve_schedule(diffusion.num_timesteps, getattr(args, "iter_decode_max_iter", 10))
         options = self.decoding_options(args)
         # RDM's adaptive decoding: only for --iter-decode-max-iter (a --tp-schedule runs every step).

@@ -135,21 +135,17 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
                                      free_first_step=search.free_first_step,
                                      progress=not cfg.common.no_progress_bar, searched=searched, curve=curve)
                 result, space = front.chosen.result, spaces[front.chosen.steps]
-        except SearchError as e:
+            chosen, chosen_bleu, guard, confirmation = result.best_schedule, result.best_bleu, None, None
+            if search.confirm_top:
+                sharded = objective if isinstance(objective, distributed.ShardedObjective) else \
+                    confirmation_objective
+                front, result, space, confirmation, confirmed = confirm_choice(
+                    sharded, confirm_ids, front, result, space, spaces, bleu, search, T, seed)
+                if confirmed is not None:
+                    chosen = confirmed
+                    chosen_bleu = next(t.bleu for t in result.trials if t.schedule == chosen)
+        except SearchError as e:  # a trial log that cannot be read, resumed or written
             raise UsageError(str(e)) from None
-        chosen, chosen_bleu, guard, confirmation = result.best_schedule, result.best_bleu, None, None
-        if search.confirm_top:
-            sharded = objective if isinstance(objective, distributed.ShardedObjective) else confirmation_objective
-            if front is None:
-                confirmation, confirmed = confirm(sharded, confirm_ids, result, bleu, search, search.log_path, T,
-                                                  space, seed)
-            else:
-                front, confirmation, confirmed = confirm_front(sharded, confirm_ids, front, spaces, bleu, search, T,
-                                                               seed)
-                result, space = front.chosen.result, spaces[front.chosen.steps]
-            if confirmed is not None:
-                chosen = confirmed
-                chosen_bleu = next(t.bleu for t in result.trials if t.schedule == chosen)
         log = search.log_path if front is None else search.log_path_for(front.chosen.steps)
     if isinstance(objective, distributed.ShardedObjective):
         objective.close()  # the rest (evaluation, files) is rank 0's alone
@@ -191,7 +187,7 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     if front is not None:
         record.update(front_record(front, confirmed=bool(confirmation and "front" in confirmation)))
     # Written as soon as the search ends, so nothing after it can lose the result.
-    write_schedule_file(search.output, chosen, **record)
+    write_output(search.output, chosen, record)
     report = SearchReport(result, search.output, log, record, front=front, guard=guard, chosen=chosen,
                           confirmation=confirmation)
     if eval_dataset is not None:
@@ -201,7 +197,7 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
         report.evaluation = timing.time_schedules(
             eval_objective, {"uniform": result.baseline_schedule, "searched": chosen})
         record["eval"] = {"subset": search.eval_subset, **report.evaluation}
-        write_schedule_file(search.output, chosen, **record)
+        write_output(search.output, chosen, record)
     if search.plot:
         from ..search.plot import plot_trials
         plot_trials(result.trials, space, search.plot, read_confirmations(log, T))
@@ -209,6 +205,14 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
         from ..search.plot import plot_front
         plot_front(front, search.front_plot)
     return report
+
+
+def write_output(path: str, schedule: Schedule, record: Dict[str, Any]) -> None:
+    """The schedule file, atomically: a failed write (a full disk) leaves the old file or none."""
+    try:
+        write_schedule_file(path, schedule, **record)
+    except OSError as e:
+        raise UsageError(f"--output: cannot write {path}: {e.strerror or e}") from None
 
 
 def decodable(loaded, dataset, ids, subset: str, skip: bool) -> List[int]:
@@ -319,6 +323,16 @@ def confirm(objective, ids: List[int], result: SearchResult, bleu, search: Searc
         "resamples": confirmed.resamples,
         "seconds": round(time.perf_counter() - started, 3),
     }, confirmed.chosen
+
+
+def confirm_choice(objective, ids, front, result, space, spaces, bleu, search: SearchConfig, T: int, seed: int):
+    """Confirmation of one search, or of every N of a front: (front, result and space of the chosen N, the
+    confirmation record, the confirmed schedule or None)."""
+    if front is None:
+        record, confirmed = confirm(objective, ids, result, bleu, search, search.log_path, T, space, seed)
+        return None, result, space, record, confirmed
+    front, record, confirmed = confirm_front(objective, ids, front, spaces, bleu, search, T, seed)
+    return front, front.chosen.result, spaces[front.chosen.steps], record, confirmed
 
 
 def confirm_front(objective, ids: List[int], front: Front, spaces, bleu, search: SearchConfig, T: int, seed: int):

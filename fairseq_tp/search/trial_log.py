@@ -300,9 +300,12 @@ class TrialLog:
         self._write(confirmation.to_record())
 
     def _write(self, record: Dict[str, Any]) -> None:
-        self._file.write(_json_line(record))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(_json_line(record))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:  # a full disk: what is on disk may end in a torn line, which a resume drops
+            raise SearchError(f"cannot write trial log {self.path}: {e.strerror or e}") from None
 
     def close(self) -> None:
         self._file.close()
