@@ -307,3 +307,10 @@ def test_the_front_chooses_n_from_shares_on_the_confirmation_sentences(tmp_path)
     assert front[chosen]["share"] == pytest.approx(written / record["all_steps"]["bleu"])
     reaching = [n for n in (2, 3) if front[n]["share"] >= 0.9]
     assert chosen == (min(reaching) if reaching else max((2, 3), key=lambda n: (front[n]["share"], -n)))
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_confirmation_is_skipped_and_recorded_when_only_uniform_was_evaluated(tmp_path):
+    record = _search(tmp_path, "--shots", "20", "--budget", "1", *COSINE)
+    assert record["confirmation"] == {"skipped": "the search evaluated no schedule besides uniform"}
+    assert record["timesteps"] == [49, 36, 23, 11] and "rates" not in record

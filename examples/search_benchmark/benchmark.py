@@ -11,6 +11,7 @@ and writes results/PART.json.
     python examples/search_benchmark/benchmark.py holds --cells probe-4-rates ...  # does the gain hold on test?
     python examples/search_benchmark/benchmark.py holds --report   # the table of every finished cell
     python examples/search_benchmark/benchmark.py confirm-cost   # search phase with and without confirmation
+    python examples/search_benchmark/benchmark.py ranking        # which pick holds on valid (candidate ranking)
 
 Run it alone on the machine with OMP_NUM_THREADS fixed (it sets torch's threads from --threads).
 """
@@ -383,6 +384,41 @@ def holds_table(finished):
     return lines
 
 
+def ranking(args, work):
+    """Valid only: after a 20-shot rates search of the probe (--confirm-top 0), which single pick holds on all the
+    valid verses beside the shots: the best few-shot score, the best by the GP's posterior mean, or the posterior
+    mean's maximiser over 4,000 random schedules?  (How the default candidate ranking was chosen.)"""
+    from fairseq_tp.search import ScheduleSpace
+    from fairseq_tp.search.optimiser import rank_by_posterior_mean, posterior_mean_model
+    test = TestDecoder("bible-absorbing", DETERMINISTIC)
+    valid = test.loaded.subset("valid", "--gen-subset")
+    rows = []
+    for seed in args.search_seeds:
+        report = search("bible-absorbing", work, "--budget", str(args.budget), "--seed", str(seed),
+                        "--search-space", "rates", "--confirm-top", "0", *DETERMINISTIC)
+        trials = report.result.trials
+        observations = [(t.schedule, t.bleu) for t in trials]
+        curve = tuple(math.cos(math.pi / 2 * (i + 1) / 4) for i in range(4))
+        space = ScheduleSpace(50, 4, False, "rates", curve)
+        ranked = [s for s in rank_by_posterior_mean(space, observations) if s != trials[0].schedule]
+        model = posterior_mean_model(space, observations)
+        generator = torch.Generator().manual_seed(seed)
+        pool = list(dict.fromkeys(space.random_schedule(generator) for _ in range(4000)))
+        with torch.no_grad():
+            mean = model.posterior(space.to_tensors(pool)).mean.squeeze(-1)
+        picks = {"uniform": trials[0].schedule, "raw best": report.result.best_schedule,
+                 "posterior-mean best": ranked[0], "posterior-mean maximiser": pool[int(torch.argmax(mean))]}
+        rest = [i for i in range(len(valid)) if i not in set(report.record["shot_ids"])]
+        objective = test.loaded.objective(valid, rest, test.scorer, seed=seed, schedules_per_batch=8)
+        scores = objective.evaluate(list(picks.values()))
+        rows.append({"seed": seed, **{name: [str(p), b] for (name, p), b in zip(picks.items(), scores)}})
+    lines = ["| pick | mean valid gain over uniform-4 (480 verses beside the shots) | per seed |", "|---|---|---|"]
+    for name in ("raw best", "posterior-mean best", "posterior-mean maximiser"):
+        gains = [r[name][1] - r["uniform"][1] for r in rows]
+        lines.append(f"| {name} | {statistics.mean(gains):+.2f} | {', '.join(f'{g:+.2f}' for g in gains)} |")
+    return rows, lines
+
+
 def confirm_cost(args, work):
     """The 20-shot search phase of the probe (reparam deterministic, default space) with confirmation on and
     with --confirm-top 0, interleaved, --repeats times each: wall seconds of search and confirmation."""
@@ -408,7 +444,7 @@ def confirm_cost(args, work):
     return {"runs": rows, "median": med, "ratio": on / off}, lines
 
 
-PARTS = {"holds": holds, "confirm-cost": confirm_cost, "distributed": distributed, "optimiser": optimiser, "search-phase": search_phase, "strategies": strategies, "paired": paired}
+PARTS = {"holds": holds, "confirm-cost": confirm_cost, "ranking": ranking, "distributed": distributed, "optimiser": optimiser, "search-phase": search_phase, "strategies": strategies, "paired": paired}
 
 
 def main():
@@ -429,7 +465,7 @@ def main():
     args = parser.parse_args()
     args.budget = args.budget or {"strategies": 20, "distributed": 20}.get(args.part, 40)
     models = ({CELLS[c][0] for c in args.cells} if args.part == "holds" else ["bible-absorbing"]
-              if args.part == "confirm-cost" else args.models if args.part in ("strategies", "paired")
+              if args.part in ("confirm-cost", "ranking") else args.models if args.part in ("strategies", "paired")
               else ["rdm-absorbing"])
     for name in models:
         if not MODELS[name][1].is_file():

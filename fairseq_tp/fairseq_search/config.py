@@ -53,7 +53,7 @@ class SearchConfig(FairseqDataclass):
     search_space: ChoiceEnum(("auto",) + SEARCHED) = field(default="auto", metadata={
         "help": "what the search tunes: timesteps (the paper), rates (the share of tokens left noisy after each "
                 "pass, timesteps kept uniform; RDM's reparam-* strategies only) or both; auto (default): rates under "
-                "reparam-* strategies, timesteps otherwise"})
+                "reparam-* strategies (timesteps for --strategy paper), timesteps otherwise"})
     confirm_top: int = field(default=5, metadata={
         "help": "after the search, decode this many best schedules and uniform on --confirm-shots further "
                 "sentences of the subset (never the shots), choose the best there, and keep it only if the "

@@ -59,7 +59,7 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     search.check_outputs_against(input_files(cfg))
     loaded = load_for_decoding(cfg)
     T = loaded.model.diffusion.num_timesteps
-    searched = searched_space(loaded, search.search_space)
+    searched = searched_space(loaded, search.search_space, settings.strategy)
     curve = (lambda n: strategy_rates(loaded, n)) if searched != "timesteps" else None
     try:
         spaces = {n: ScheduleSpace(T, n, search.free_first_step, searched, curve(n) if curve else None)
@@ -239,13 +239,13 @@ def input_files(cfg) -> Dict[str, str]:
     return inputs
 
 
-def searched_space(loaded, requested: str) -> str:
-    """--search-space, with auto resolved (rates under RDM's reparam-* strategies, else timesteps) and rates
-    refused in one line where decoding cannot honour them."""
+def searched_space(loaded, requested: str, strategy: str) -> str:
+    """--search-space, with auto resolved (rates under RDM's reparam-* strategies, except for the paper's search,
+    which is of timesteps; else timesteps) and rates refused in one line where decoding cannot honour them."""
     options, continuous = loaded.generator.options, loaded.model.diffusion.continuous
     if requested == "auto":
-        return "rates" if options.reparam is not None and not continuous and options.rate_from == "pass-index" \
-            else "timesteps"
+        rates = options.reparam is not None and not continuous and options.rate_from == "pass-index"
+        return "rates" if rates and strategy != "paper" else "timesteps"
     if requested != "timesteps":
         try:
             check_schedule_rates(options, continuous)
@@ -283,6 +283,9 @@ def confirm(objective, ids: List[int], result: SearchResult, bleu, search: Searc
         logger.info("confirmation skipped: the shots are the whole subset")
         return {"skipped": "no sentences left beside the shots"}, None
     schedules = candidates(result.trials, search.confirm_top, space)
+    if len(schedules) < 2:
+        logger.info("confirmation skipped: the search evaluated no schedule besides uniform")
+        return {"skipped": "the search evaluated no schedule besides uniform"}, None
     digest = sentences_digest(ids)
     done = {c.schedule: c for c in read_confirmations(log, T) if c.sentences == digest}
     todo = [s for s in schedules if s not in done]

@@ -265,10 +265,9 @@ class BoTorchProposer(_OwnStrategy):
         return schedules[int(torch.argmax(self._scores(acqf, schedules)))]
 
 
-def rank_by_posterior_mean(space: ScheduleSpace, observations: Sequence[Observation]) -> Optional[List[Schedule]]:
-    """The evaluated schedules, best first by the posterior mean of a GP fitted to all observations (BoTorch's
-    recommendation for noisy objectives: a few-shot score is one noisy draw, its neighbours' scores are more);
-    None where the GP cannot be fitted (all scores equal, too few observations)."""
+def posterior_mean_model(space: ScheduleSpace, observations: Sequence[Observation]):
+    """A GP fitted to every observation (as the proposer fits it), or None where it cannot be fitted (fewer
+    than three distinct scores, or a failed fit)."""
     if len({bleu for _, bleu in observations}) < 3:
         return None
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
@@ -283,8 +282,19 @@ def rank_by_posterior_mean(space: ScheduleSpace, observations: Sequence[Observat
         except _FIT_ERRORS as error:
             logger.warning("GP fit failed (%s); ranking by the observed scores", error)
             return None
-        with torch.no_grad():
-            mean = model.posterior(train_X).mean.squeeze(-1)
+    return model
+
+
+def rank_by_posterior_mean(space: ScheduleSpace, observations: Sequence[Observation]) -> Optional[List[Schedule]]:
+    """The evaluated schedules, best first by the posterior mean of a GP fitted to all observations (BoTorch's
+    recommendation for noisy objectives: a few-shot score is one noisy draw, its neighbours' scores are more);
+    None where the GP cannot be fitted."""
+    model = posterior_mean_model(space, observations)
+    if model is None:
+        return None
+    with torch.no_grad(), warnings.catch_warnings():
+        _quiet_expected_warnings()
+        mean = model.posterior(space.to_tensors(s for s, _ in observations)).mean.squeeze(-1)
     order = sorted(range(len(observations)), key=lambda i: (-float(mean[i]), i))
     return [observations[i][0] for i in order]
 
