@@ -65,6 +65,9 @@ def test_outputs_never_clobber_inputs_or_each_other(tmp_path):
         (search_args(checkpoint, checkpoint=checkpoint), f"--output {checkpoint} is also --path"),
         (search_args(link, checkpoint=checkpoint), f"--output {link} is also --path"),
         (search_args(out, "--log", str(out), checkpoint=checkpoint), f"--log {out} is also --output"),
+        (search_args(out, "--plot", str(out), checkpoint=checkpoint), f"--plot {out} is also --output"),
+        (search_args(out, "--steps", "2,3", "--front-plot", str(tmp_path / "f.xyz"), checkpoint=checkpoint),
+         f"--front-plot {tmp_path / 'f.xyz'}: matplotlib cannot write .xyz"),
         (search_args(out, "--plot", str(tmp_path / "s.trials.jsonl"), checkpoint=checkpoint),
          f"--log {tmp_path / 's.trials.jsonl'} is also --plot"),
         (search_args(RDM / "data-bin" / "dict.src.txt", checkpoint=checkpoint), "is also the data file dict.src.txt"),
@@ -201,6 +204,15 @@ def test_a_sentence_longer_than_the_model_positions_is_refused_or_skipped_before
     search_main([*args, "--skip-invalid-size-inputs-valid-test"])
     record = json.loads((tmp_path / "s.json").read_text())
     assert record["shot_ids"] == [i for i in range(30) if i != 7]
+    generate = ["fairseq-generate", str(tmp_path / "bin"), "--user-dir", PLUGIN_DIR, "--task",
+                "diffusion_translation", "--path", str(RDM / "absorbing.pt"), "--gen-subset", "valid", "--cpu"]
+    out = run_cli(generate)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "fairseq-tp: error: sentence 7 has 1102 source and 1102 target tokens, more than the model's positions "
+        "(1024, 1024) (--skip-invalid-size-inputs-valid-test leaves such sentences out)")
+    skipped = run_cli([*generate, "--skip-invalid-size-inputs-valid-test"])
+    assert skipped.returncode == 0 and "S-7\t" not in skipped.stdout and "S-8\t" in skipped.stdout
 
 
 def test_a_refused_command_prints_its_one_line_and_nothing_else(tmp_path):

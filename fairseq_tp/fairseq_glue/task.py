@@ -138,6 +138,8 @@ class DiffusionTranslationTask(TranslationTask):
         # but fairseq-generate would silently skip up to 7 sentences.
         if dataset is not self.datasets.get(self.cfg.train_subset):
             kwargs["required_batch_size_multiple"] = 1
+            if kwargs.get("max_positions") is not None and not kwargs.get("ignore_invalid_inputs", False):
+                check_sizes(dataset, kwargs["max_positions"])
         return super().get_batch_iterator(dataset, **kwargs)
 
     def train_step(self, sample, model, *args, **kwargs):
@@ -215,6 +217,19 @@ class DiffusionTranslationTask(TranslationTask):
         return DiffusionGenerator(self.target_dictionary, schedule, options, beam_size, retain_history,
                                   beam_within_length=int(self.cfg.beam_within_length),
                                   return_all_cands=bool(self.cfg.return_all_cands), adaptive=adaptive)
+
+
+def check_sizes(dataset, max_positions) -> None:
+    """One line for the first sentence longer than the model's positions (stock fairseq raises an exception
+    from inside its batching), before anything is decoded."""
+    import numpy as np
+    _, too_long = dataset.filter_indices_by_size(np.arange(len(dataset), dtype=np.int64), max_positions)
+    if len(too_long):
+        first = int(too_long[0])
+        raise UsageError(f"sentence {first} has {int(dataset.src_sizes[first])} source and "
+                         f"{int(dataset.tgt_sizes[first]) if dataset.tgt_sizes is not None else 0} target tokens, "
+                         f"more than the model's positions {tuple(max_positions)} "
+                         f"(--skip-invalid-size-inputs-valid-test leaves such sentences out)")
 
 
 def warn_if_decoding_differs(spec: ScheduleSpec, options: DecodingOptions, beam: int, ema: bool,
