@@ -126,6 +126,10 @@ class DiffusionGenerator:
         diffusion = model.diffusion
         rows = state.tokens.size(0)
         active = torch.ones(rows, dtype=torch.bool, device=state.tokens.device)
+        # Rates depend on the row only through its target under --denoising-rate timestep (whose multinomial
+        # step sizes differ per sentence here); otherwise one value per pass, computed once.
+        per_pass = self._rates([self.schedule], targets[:1], diffusion.num_timesteps)[0]
+        per_row = self.options.rate_from == "timestep" and self.schedule.rates is None
         done_after = [passes] * rows
         for i in range(passes):
             index = active.nonzero().squeeze(1)
@@ -135,8 +139,8 @@ class DiffusionGenerator:
                 t, s = rdm_uniform_step(i, words.clamp(max=passes).clamp(min=1), diffusion.num_timesteps)
             else:
                 t, s = timesteps[index, i], targets[index, i]
-            rate = pass_rates(self.options.reparam, self.schedule.rates, self.options.rate_from,
-                              s[:, None].expand(-1, passes), diffusion.num_timesteps)[:, i]
+            rate = (pass_rates(self.options.reparam, None, "timestep", s[:, None], diffusion.num_timesteps)[:, 0]
+                    if per_row else per_pass[i].expand(len(index)))
             # Until the first sentence stops, every row is active: no need to copy the encoder output.
             encoder_rows = encoder_out if len(index) == rows else model.encoder.reorder_encoder_out(encoder_out, index)
             output = model.decoder(part.tokens, encoder_rows, diffusion.network_time_at_decoding(t))

@@ -48,9 +48,7 @@ class ShardedObjective:
 
     def __init__(self, objective, confirmation=None):
         self.objective, self.confirmation = objective, confirmation
-        for o in (objective, confirmation):
-            if o is not None:
-                o.shard = (dist.get_rank(), dist.get_world_size())
+        _take_shard(objective, confirmation)
 
     def evaluate(self, schedules: Sequence[Schedule]):
         return self.objective.scores(_summed(self.objective, list(schedules)))
@@ -67,10 +65,7 @@ class ShardedObjective:
 
 def serve(objective, confirmation=None) -> None:
     """A rank other than 0: decode its share of every evaluation and confirmation until rank 0 closes."""
-    rank, world_size = dist.get_rank(), dist.get_world_size()
-    for o in (objective, confirmation):
-        if o is not None:
-            o.shard = (rank, world_size)
+    _take_shard(objective, confirmation)
     while True:
         message: List[Optional[tuple]] = [None]
         dist.broadcast_object_list(message, src=0)
@@ -81,6 +76,13 @@ def serve(objective, confirmation=None) -> None:
             _summed(objective, schedules)
         else:
             _gathered(confirmation, schedules)
+
+
+def _take_shard(*objectives) -> None:
+    """This rank decodes batches b with b mod world size == rank of each objective."""
+    for objective in objectives:
+        if objective is not None:
+            objective.shard = (dist.get_rank(), dist.get_world_size())
 
 
 def _gathered(objective, schedules: Optional[list]) -> None:
