@@ -97,7 +97,7 @@ class StubModel:
         self.encoder = SimpleNamespace(reorder_encoder_out=lambda enc, index: {"rows": enc["rows"][index]})
         self.decoder = self._decode
 
-    def _decode(self, tokens, enc, t, x_t=None):
+    def _decode(self, tokens, enc, t, x_t=None, cross_attention_cache=None):
         self.seen.append(dict(zip(enc["rows"].tolist(), t.tolist())))
         logits = torch.zeros(tokens.shape + (V,))
         logits[..., 5] = 3.0

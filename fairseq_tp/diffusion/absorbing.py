@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float, mean_log_prob_over_vocabulary, smoothed
-from .decoding import DecodeState, pick_tokens
+from .decoding import DecodeState
 
 REWEIGHTING_TYPES = ("linear", "reciprocal", "none")
 
@@ -87,10 +87,8 @@ class AbsorbingDiffusion(DiscreteDiffusion):
         body = torch.full((lengths.size(0), max_length), self.mask, dtype=torch.long, device=lengths.device)
         return self._frame(body, lengths)
 
-    def x0_log_probs(self, logits, tokens, non_special):
-        logits = logits.clone()
-        logits[..., self.mask] = -math.inf  # never predict the mask itself
-        return torch.log_softmax(logits, dim=-1)
+    def exclude_from_x0_(self, logits):
+        return logits.index_fill_(-1, logits.new_tensor([self.mask], dtype=torch.long), -math.inf)
 
     def noise_tokens(self, tokens, t, s, rng):
         return torch.full_like(tokens, self.mask)
@@ -100,8 +98,8 @@ class AbsorbingDiffusion(DiscreteDiffusion):
         reparam = options.reparam
         return options.argmax and reparam is not None and reparam.noise_scale is None and options.mbr_samples == 1
 
-    def default_step(self, state, log_x0, t, s, non_special, options, rng):
-        scores, predicted = pick_tokens(log_x0, options, rng)
+    def default_step(self, state, logits, t, s, non_special, options, rng):
+        scores, predicted = self.x0_choice(logits, state.tokens, non_special, options, rng)
         p_unmask = self.unmask_probability(t, s).to(scores.dtype).unsqueeze(1)
         unmask = (rng.uniform(state.tokens.shape, state.tokens.device) < p_unmask) & state.tokens.eq(self.mask)
         tokens = torch.where(unmask, predicted, state.tokens)

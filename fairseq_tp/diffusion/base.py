@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .decoding import DecodeState, DecodingOptions, RandomSource, pick_tokens, reparam_route
+from .decoding import DecodeState, DecodingOptions, RandomSource, argmax_log_prob, pick_tokens, reparam_route
 
 
 def mean_in_float(x: torch.Tensor, dim=None) -> torch.Tensor:
@@ -100,16 +100,36 @@ class DiscreteDiffusion(DiffusionProcess):
             raise ValueError("--continuous-sampler, --ddim-eta and --clamp-to-embeddings apply only to "
                              "--diffusion-type continuous models; this one is discrete")
 
+    # Multinomial families keep pad/bos/eos where they are (their x0 distribution there is one-hot).
+    keeps_special_positions = False
+
+    def exclude_from_x0_(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` with the tokens x0 cannot be set to their stand-in for log 0, in place."""
+        return logits
+
     def x0_log_probs(self, logits: torch.Tensor, tokens: torch.Tensor, non_special: torch.Tensor) -> torch.Tensor:
-        """log p(x0 | x_t) from the network's logits."""
-        raise NotImplementedError
+        """log p(x0 | x_t) [B, L, V] from the network's logits (overwritten)."""
+        log_probs = torch.log_softmax(self.exclude_from_x0_(logits), dim=-1)
+        if self.keeps_special_positions:
+            return torch.where(non_special.unsqueeze(-1), log_probs, one_hot_log(tokens, self.vocab_size))
+        return log_probs
+
+    def x0_choice(self, logits, tokens, non_special, options: DecodingOptions, rng: RandomSource):
+        """(scores, tokens) [B, L]: each position's x0 token, argmax or sampled, and its log-probability.
+        Overwrites ``logits`` (the decoder's fresh output, read nowhere else)."""
+        if not options.argmax:  # Gumbel-max sampling reads the whole distribution
+            return pick_tokens(self.x0_log_probs(logits, tokens, non_special), options, rng)
+        scores, chosen = argmax_log_prob(self.exclude_from_x0_(logits))
+        if self.keeps_special_positions:
+            return scores.masked_fill(~non_special, 0.0), torch.where(non_special, chosen, tokens)
+        return scores, chosen
 
     def noise_tokens(self, tokens: torch.Tensor, t: torch.Tensor, s: torch.Tensor, rng: RandomSource) -> torch.Tensor:
         """What a position routed back to noise at s becomes (reparameterised decoding)."""
         raise NotImplementedError
 
-    def default_step(self, state, log_x0, t, s, non_special, options, rng) -> DecodeState:
-        """The family's own reverse step x_t -> x_s (``--decoding-strategy default``)."""
+    def default_step(self, state, logits, t, s, non_special, options, rng) -> DecodeState:
+        """The family's own reverse step x_t -> x_s (``--decoding-strategy default``); overwrites ``logits``."""
         raise NotImplementedError
 
     def reverse_step(
@@ -125,18 +145,17 @@ class DiscreteDiffusion(DiffusionProcess):
         """Move every row from its timestep ``t`` [B] to its target ``s`` [B] (s = -1: x0).
 
         ``rate`` [B] (float64) is the share of tokens the reparameterised strategies leave noisy
-        after this pass (see :func:`pass_rates`); ``default`` does not read it.
+        after this pass (see :func:`pass_rates`); ``default`` does not read it.  ``logits`` are
+        consumed (overwritten in place).
         """
         non_special = self.non_special(state.tokens)
-        log_x0 = self.x0_log_probs(logits, state.tokens, non_special)
         strategy = options.reparam
         if strategy is None:
             t, s = self.shifted_times(t, s, options.time_difference)
-            return self.default_step(state, log_x0, t, s, non_special, options, rng)
-        cur_scores, cur_tokens = pick_tokens(log_x0, options, rng)
+            return self.default_step(state, logits, t, s, non_special, options, rng)
+        cur_scores, cur_tokens = self.x0_choice(logits, state.tokens, non_special, options, rng)
         noise = self.noise_tokens(state.tokens, t, s, rng)
         return reparam_route(state, cur_scores, cur_tokens, noise, non_special, rate, strategy, rng)
-
 
     def shifted_times(self, t: torch.Tensor, s: torch.Tensor, difference: int):
         """``--decoding-time-difference D`` (Bit Diffusion's asymmetric interval), for any schedule:
@@ -163,6 +182,10 @@ def mean_log_prob_over_vocabulary(logits: torch.Tensor, positions: torch.Tensor)
 def smoothed(nll: torch.Tensor, uniform_term: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     """RDM's label-smoothed loss: (1 - eps) nll - eps * mean log-probability over the vocabulary."""
     return nll * (1 - label_smoothing) - uniform_term * label_smoothing
+
+
+def one_hot_log(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    return torch.log(F.one_hot(tokens, vocab_size).float().clamp(min=1e-30))
 
 
 def cross_entropy_per_position(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

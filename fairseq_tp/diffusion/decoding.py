@@ -227,6 +227,15 @@ def pick_tokens(log_probs: torch.Tensor, options: DecodingOptions, rng: RandomSo
     return log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), tokens
 
 
+def argmax_log_prob(logits: torch.Tensor):
+    """(log-probability, token) of each position's most likely token: ``log_softmax(logits).max(-1)``
+    without a [B, L, V] log-softmax or copy (the max's log-probability is -log sum exp(logit - max)).
+    Overwrites ``logits``."""
+    best, tokens = logits.max(-1)
+    normaliser = logits.sub_(best.unsqueeze(-1)).exp_().sum(-1)
+    return normaliser.log_().neg_(), tokens
+
+
 def sample_categorical(log_probs: torch.Tensor, rng: RandomSource) -> torch.Tensor:
     return (log_probs + rng.gumbel(log_probs.shape, log_probs.device)).argmax(-1)
 

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from .absorbing import check_reweighting, reweight
-from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float, mean_log_prob_over_vocabulary, smoothed
+from .base import (DiscreteDiffusion, cross_entropy_per_position, mean_in_float, mean_log_prob_over_vocabulary,
+                   one_hot_log, smoothed)
 from .decoding import DecodeState, apply_routing, pick_tokens, sample_categorical
 from .noise import log1mexp, log_alpha_bar, log_sub_exp
 
@@ -22,6 +23,7 @@ SPECIALS_REQUIRED = ("--diffusion-type multinomial needs --not-diffusing-special
 
 class MultinomialDiffusion(DiscreteDiffusion):
     adaptive_step_sizes = True
+    keeps_special_positions = True
     # RDM asserts --not-diffusing-special-sym for vanilla multinomial training; the reparameterised
     # variant trains without it too, noising pad/bos/eos.
     requires_not_diffusing_special_sym = True
@@ -168,14 +170,12 @@ class MultinomialDiffusion(DiscreteDiffusion):
         body = (u * self.vocab_size).long().clamp(max=self.vocab_size - 1)
         return self._frame(body, lengths)
 
-    def x0_log_probs(self, logits, tokens, non_special):
-        log_probs = torch.log_softmax(logits, dim=-1)
-        return torch.where(non_special.unsqueeze(-1), log_probs, one_hot_log(tokens, self.vocab_size))
-
     def noise_tokens(self, tokens, t, s, rng):
         return sample_categorical(self.noise_posterior(one_hot_log(tokens, self.vocab_size), t, s), rng)
 
-    def default_step(self, state, log_x0, t, s, non_special, options, rng):
+    def default_step(self, state, logits, t, s, non_special, options, rng):
+        # The exact posterior mixes the whole x0 distribution: no shortcut here.
+        log_x0 = self.x0_log_probs(logits, state.tokens, non_special)
         log_xt = one_hot_log(state.tokens, self.vocab_size)
         scores, tokens = pick_tokens(self.posterior(log_x0, log_xt, t, s, non_special), options, rng)
         return DecodeState(tokens, scores, state.noisy)
@@ -255,18 +255,13 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
             body = (noise + rng.gumbel(noise.shape, lengths.device)).argmax(-1)
         return self._frame(body, lengths)
 
-    def x0_log_probs(self, logits, tokens, non_special):
-        masked = logits.masked_fill(self.special_sym_indicator.bool(), SPECIAL_LOG_PROB)
-        return torch.where(non_special.unsqueeze(-1), torch.log_softmax(masked, -1), one_hot_log(tokens, self.vocab_size))
+    def exclude_from_x0_(self, logits):
+        return logits.index_fill_(-1, logits.new_tensor(self.special_ids, dtype=torch.long), SPECIAL_LOG_PROB)
 
-    def default_step(self, state, log_x0, t, s, non_special, options, rng):
-        cur_scores, cur_tokens = pick_tokens(log_x0, options, rng)
+    def default_step(self, state, logits, t, s, non_special, options, rng):
+        cur_scores, cur_tokens = self.x0_choice(logits, state.tokens, non_special, options, rng)
         u = rng.uniform(state.tokens.shape, state.tokens.device)
         stays_noise = ~(torch.log(u.clamp(min=1e-30)) < self.route_to_x0_log_prob(t, s).view(-1, 1))
         noise = self.noise_tokens(state.tokens, t, s, rng)
         to_noise = state.noisy & stays_noise
         return apply_routing(state, to_noise, state.noisy & ~stays_noise, noise, cur_tokens, cur_scores, to_noise)
-
-
-def one_hot_log(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    return torch.log(F.one_hot(tokens, vocab_size).float().clamp(min=1e-30))

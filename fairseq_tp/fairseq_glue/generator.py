@@ -60,7 +60,8 @@ class DiffusionGenerator:
         if constraints is not None or prefix_tokens is not None:
             raise NotImplementedError("diffusion decoding supports neither constraints nor prefixes")
         model = models[0]
-        model.eval()
+        if model.training:
+            model.eval()
         net_input = sample["net_input"]
         encoded = self.encode(model, net_input["src_tokens"], net_input["src_lengths"])
         return self.decode(model, encoded, [self.schedule], rng or RandomSource())[0]
@@ -106,22 +107,25 @@ class DiffusionGenerator:
         state = diffusion.initial_state(lengths, int(lengths.max()), rng)
         history = [state.tokens.clone()] if self.retain_history else None
         passes = steps.pop()
+        cache = {}  # the encoder attention's keys and values, computed on the first pass
         if self.adaptive:
             if groups > 1 or rng.generators:
                 raise ValueError("adaptive decoding decodes one schedule with fairseq's global RNG")
-            state, passes = self._decode_adaptive(model, encoder_out, state, timesteps, targets, passes, history, rng)
+            state, passes = self._decode_adaptive(model, encoder_out, state, timesteps, targets, passes, history, rng,
+                                                  cache)
             return [self._finalize(state, history, 0, rows, encoded, passes)]
         for i in range(passes):
             t, s = timesteps[:, i], targets[:, i]
             # Logits for discrete models, an X0Prediction for continuous ones (x_t is state.x).
-            output = model.decoder(state.tokens, encoder_out, diffusion.network_time_at_decoding(t), x_t=state.x)
+            output = model.decoder(state.tokens, encoder_out, diffusion.network_time_at_decoding(t), x_t=state.x,
+                                   cross_attention_cache=cache)
             state = diffusion.reverse_step(state, output, t, s, rates[:, i], self.options.for_pass(i, passes), rng)
             if history is not None:
                 history.append(diffusion.visible_tokens(state).clone())
         return [self._finalize(state, history, g * rows, rows, encoded, [passes] * (rows * groups))
                 for g in range(groups)]
 
-    def _decode_adaptive(self, model, encoder_out, state, timesteps, targets, passes, history, rng):
+    def _decode_adaptive(self, model, encoder_out, state, timesteps, targets, passes, history, rng, cache):
         """RDM's early stop; returns the final state and each row's number of passes."""
         diffusion = model.diffusion
         rows = state.tokens.size(0)
@@ -141,9 +145,14 @@ class DiffusionGenerator:
                 t, s = timesteps[index, i], targets[index, i]
             rate = (pass_rates(self.options.reparam, None, "timestep", s[:, None], diffusion.num_timesteps)[:, 0]
                     if per_row else per_pass[i].expand(len(index)))
-            # Until the first sentence stops, every row is active: no need to copy the encoder output.
-            encoder_rows = encoder_out if len(index) == rows else model.encoder.reorder_encoder_out(encoder_out, index)
-            output = model.decoder(part.tokens, encoder_rows, diffusion.network_time_at_decoding(t))
+            # Until the first sentence stops, every row is active: no need to copy the encoder output,
+            # and the encoder attention's cache still holds for it.
+            if len(index) == rows:
+                encoder_rows = encoder_out
+            else:
+                encoder_rows, cache = model.encoder.reorder_encoder_out(encoder_out, index), None
+            output = model.decoder(part.tokens, encoder_rows, diffusion.network_time_at_decoding(t),
+                                   cross_attention_cache=cache)
             part = diffusion.reverse_step(part, output, t, s, rate, self.options.for_pass(i, passes), rng)
             state = state.with_rows(index, part)
             if history is not None:
@@ -167,14 +176,22 @@ class DiffusionGenerator:
     def _finalize(self, state, history, start, rows, encoded: Encoded, passes: List[int]):
         """``passes[row]``: the decoder passes row ``row`` ran (its history has one state more)."""
         hypos = []
-        for row in range(start, start + rows):
-            keep = state.tokens[row].ne(self.pad)
-            scores = state.scores[row][keep]
+        tokens, scores = state.tokens[start:start + rows], state.scores[start:start + rows]
+        keep = tokens.ne(self.pad)
+        lengths = keep.sum(1)
+        # Pads trail every row unless a noise token is one (multinomial families): slice when they trail.
+        trailing = bool(keep.cumprod(1).sum(1).eq(lengths).all())
+        lengths = lengths.tolist()
+        for index, row in enumerate(range(start, start + rows)):
+            if trailing:
+                row_tokens, row_scores = tokens[index, :lengths[index]], scores[index, :lengths[index]]
+            else:
+                row_tokens, row_scores = tokens[index][keep[index]], scores[index][keep[index]]
             hypo = {
                 "steps": passes[row],
-                "tokens": state.tokens[row][keep],
-                "positional_scores": scores,
-                "score": scores.mean(),
+                "tokens": row_tokens,
+                "positional_scores": row_scores,
+                "score": row_scores.mean(),
                 "hypo_attn": None,
                 "alignment": None,
             }

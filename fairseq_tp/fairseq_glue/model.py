@@ -64,6 +64,67 @@ class TimestepEmbedding(nn.Module):
         return self.output_mlp(emb).view(t.size(0), 1, self.dim)
 
 
+def is_plain_layer(layer) -> bool:
+    """A fairseq decoder layer without the options (--scale-heads, --scale-attn, --scale-fc,
+    --scale-resids, cross self-attention, extra key/value biases, zero attention) that
+    :func:`plain_layer_forward` leaves out."""
+    if layer.cross_self_attention or layer.encoder_attn is None:
+        return False
+    if any(getattr(layer, name, None) is not None for name in ("c_attn", "attn_ln", "ffn_layernorm", "w_resid")):
+        return False
+    return all(attn.bias_k is None and not attn.add_zero_attn and not getattr(attn, "use_xformers", False)
+               for attn in (layer.self_attn, layer.encoder_attn))
+
+
+def plain_layer_forward(layer, x, encoder_states, encoder_mask, padding_mask, cache):
+    """fairseq's ``TransformerDecoderLayer.forward`` at inference for a plain layer, with its
+    attentions written out (:func:`attend`) and the encoder attention's keys and values computed on
+    the first pass over ``encoder_states`` and kept in ``cache`` for the others."""
+    residual = x
+    if layer.normalize_before:
+        x = layer.self_attn_layer_norm(x)
+    x = layer.residual_connection(attend(layer.self_attn, x, x, padding_mask), residual)
+    if not layer.normalize_before:
+        x = layer.self_attn_layer_norm(x)
+    residual = x
+    if layer.normalize_before:
+        x = layer.encoder_attn_layer_norm(x)
+    x = layer.residual_connection(attend(layer.encoder_attn, x, encoder_states, encoder_mask, cache), residual)
+    if not layer.normalize_before:
+        x = layer.encoder_attn_layer_norm(x)
+    residual = x
+    if layer.normalize_before:
+        x = layer.final_layer_norm(x)
+    x = layer.residual_connection(layer.fc2(layer.activation_fn(layer.fc1(x))), residual)
+    if not layer.normalize_before:
+        x = layer.final_layer_norm(x)
+    return x
+
+
+def attend(attention, query, states, padding_mask, cache=None):
+    """fairseq's ``MultiheadAttention`` at inference (no dropout): ``query`` [L, B, D] attends to
+    ``states`` [S, B, D], skipping positions where ``padding_mask`` [B, S] is set.  With ``cache``
+    (a dict), the keys and values of ``states`` are computed once per module and reused."""
+    length, batch, dim = query.shape
+    heads, head_dim = attention.num_heads, attention.head_dim
+    keys_values = cache.get(attention) if cache is not None else None
+    if keys_values is None:
+        keys_values = tuple(proj(states).view(-1, batch * heads, head_dim).transpose(0, 1)
+                            for proj in (attention.k_proj, attention.v_proj))
+        if cache is not None:
+            cache[attention] = keys_values
+    keys, values = keys_values
+    q = (attention.q_proj(query) * attention.scaling).view(length, batch * heads, head_dim).transpose(0, 1)
+    weights = torch.bmm(q, keys.transpose(1, 2)).view(batch, heads, length, -1)  # [B, H, L, S]
+    if padding_mask is not None:
+        weights = weights.masked_fill_(padding_mask[:, None, None, :], -math.inf)
+    # Written out: torch's CPU softmax is ~10x slower on rows shorter than 16 (short sentences).
+    weights = weights.sub_(weights.amax(-1, keepdim=True)).exp_()
+    weights = weights.div_(weights.sum(-1, keepdim=True)).view(batch * heads, length, -1)
+    mixed = torch.bmm(weights, values).transpose(0, 1).reshape(length, batch, dim)
+    return attention.out_proj(mixed)
+
+
 class DiffusionTransformerEncoder(TransformerEncoderBase):
     def __init__(self, cfg, dictionary, embed_tokens):
         super().__init__(cfg, dictionary, embed_tokens)
@@ -101,12 +162,15 @@ class DiffusionTransformerDecoder(TransformerDecoderBase):
         # maps the last layer's features to the x0 estimate in embedding space.
         continuous = getattr(cfg, "diffusion_type", None) == "continuous"
         self.x0_head = nn.Linear(self.output_embed_dim, self.output_embed_dim) if continuous else None
+        self.plain_layers = all(is_plain_layer(layer) for layer in self.layers)
 
-    def forward(self, prev_output_tokens, encoder_out, t, x_t=None, **unused):
+    def forward(self, prev_output_tokens, encoder_out, t, x_t=None, cross_attention_cache=None, **unused):
         """Logits [B, L, V] for x0 given x_t = ``prev_output_tokens`` at network time ``t`` [B].
 
         Continuous models pass ``x_t`` [B, L, D] (embedding space; ``prev_output_tokens`` then
         only frames the sentence: positions and padding) and get an :class:`X0Prediction`.
+        ``cross_attention_cache``: a dict kept across the passes over one ``encoder_out`` (start
+        with ``{}``): the encoder attention's keys and values are then computed once.
         """
         if x_t is None:
             x = self.embed_scale * self.embed_tokens(prev_output_tokens)
@@ -122,8 +186,12 @@ class DiffusionTransformerDecoder(TransformerDecoderBase):
         x = x.transpose(0, 1)
         enc = encoder_out["encoder_out"][0] if encoder_out["encoder_out"] else None
         enc_mask = encoder_out["encoder_padding_mask"][0] if encoder_out["encoder_padding_mask"] else None
+        cached = cross_attention_cache is not None and self.plain_layers and not self.training
         for layer in self.layers:
-            x, _, _ = layer(x, enc, enc_mask, self_attn_mask=None, self_attn_padding_mask=padding_mask)
+            if cached:
+                x = plain_layer_forward(layer, x, enc, enc_mask, padding_mask, cross_attention_cache)
+            else:
+                x, _, _ = layer(x, enc, enc_mask, self_attn_mask=None, self_attn_padding_mask=padding_mask)
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         x = x.transpose(0, 1)
