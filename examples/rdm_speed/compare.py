@@ -3,13 +3,14 @@
 
 For every checkpoint x decoding setting of the rdm-toy fixture, this runs
 
-  RDM:  python rdm_launch.py <RDM>/fairseq/fairseq_cli/generate.py data-bin \
+  RDM:  python launch.py <RDM>/fairseq/fairseq_cli/generate.py data-bin \
             --user-dir <RDM>/fairseq/diffusion_mt --task diffusion_translation \
             --path K.pt --gen-subset test --cpu --seed 1 --batch-size 50 <RDM flags>
-  ours: fairseq-generate data-bin --user-dir <repo>/fairseq_tp --task diffusion_translation \
-            --path K.pt --gen-subset test --cpu --seed 1 --batch-size 50 <same RDM flags>
+  ours: python launch.py <venv>/fairseq_cli/generate.py data-bin --user-dir <repo>/fairseq_tp \
+            --task diffusion_translation --path K.pt --gen-subset test --cpu --seed 1 --batch-size 50 <same flags>
 
-as subprocesses, alternating which goes first on each repeat, parses fairseq's
+as subprocesses (launch.py runs both scripts the same way: see its docstring), alternating which goes
+first on each repeat, parses fairseq's
 "Translated N sentences (...) in Xs (Y sentences/s, ...)" and "BLEU4 = ..." lines,
 and prints a Markdown table of medians. RDM's code is not part of this repository:
 pass the path of your own checkout with --rdm-dir.
@@ -24,7 +25,6 @@ import os
 import platform
 import re
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-LAUNCH = HERE / "rdm_launch.py"
+LAUNCH = HERE / "launch.py"
 COMMON = "--task diffusion_translation --gen-subset test --cpu --seed 1 --batch-size 50"
 TIMING_NOTE = (
     "fairseq's sentences/s = sentences / time inside task.inference_step, i.e. the "
@@ -188,10 +188,11 @@ def main():
             sys.exit(f"error: unknown setting(s) {unknown}; known: {list(settings)}")
         settings = {n: settings[n] for n in names}
     ckpts = args.checkpoints or sorted(p.name for p in fixture.glob("*.pt"))
-    fgen = Path(sys.executable).parent / "fairseq-generate"
-    fgen = str(fgen) if fgen.exists() else shutil.which("fairseq-generate")
-    if not fgen:
-        sys.exit("error: fairseq-generate not found (activate the fairseq_tp venv)")
+    try:
+        import fairseq_cli.generate as stock_generate
+    except ImportError:
+        sys.exit("error: fairseq is not importable (activate the fairseq_tp venv)")
+    fgen = stock_generate.__file__
 
     base_env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     rdm_env = dict(base_env)
@@ -199,8 +200,8 @@ def main():
         rdm_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dd_dir), base_env.get("PYTHONPATH")]))
     rdm_tmpl = (f"{shlex.quote(sys.executable)} {shlex.quote(str(LAUNCH))} {shlex.quote(str(gen))} data-bin "
                 f"--user-dir {shlex.quote(str(rdm_user_dir))} --path {{ckpt}} {COMMON} {{flags}}")
-    ours_tmpl = (f"{shlex.quote(fgen)} data-bin --user-dir {shlex.quote(str(REPO / 'fairseq_tp'))} "
-                 f"--path {{ckpt}} {COMMON} {{flags}}")
+    ours_tmpl = (f"{shlex.quote(sys.executable)} {shlex.quote(str(LAUNCH))} {shlex.quote(fgen)} data-bin "
+                 f"--user-dir {shlex.quote(str(REPO / 'fairseq_tp'))} --path {{ckpt}} {COMMON} {{flags}}")
 
     load_start = os.getloadavg()
     rows = []

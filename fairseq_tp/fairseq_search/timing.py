@@ -1,4 +1,6 @@
 """Decoding speed and BLEU of whole schedules on a subset, as fairseq-generate would decode them."""
+import os
+import platform
 import statistics
 from typing import Dict
 
@@ -16,3 +18,15 @@ def time_schedules(objective: FewShotBleu, schedules: Dict[str, Schedule], repea
             runs[name].append(objective.timed(schedule))
     return {name: {"timesteps": list(schedules[name].timesteps), "bleu": r[0][0],
                    "sents_per_s": statistics.median(speed for _, speed in r)} for name, r in runs.items()}
+
+
+def machine_facts() -> Dict[str, object]:
+    """What a timing depends on: CPU model, cores, torch, the threads torch uses here."""
+    import torch
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
