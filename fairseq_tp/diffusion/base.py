@@ -70,6 +70,8 @@ class DiscreteDiffusion(DiffusionProcess):
     # RDM's adaptive decoding re-spaces each sentence's steps (uniform over min(words, K) passes)
     # for the multinomial families only; absorbing ones just stop early.
     adaptive_step_sizes = False
+    # Multinomial families keep pad/bos/eos where they are (their x0 distribution there is one-hot).
+    keeps_special_positions = False
 
     # -- training -----------------------------------------------------------
     def corrupt(self, x0: torch.Tensor, t: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -99,9 +101,6 @@ class DiscreteDiffusion(DiffusionProcess):
         if not options.continuous_defaults:
             raise ValueError("--continuous-sampler, --ddim-eta and --clamp-to-embeddings apply only to "
                              "--diffusion-type continuous models; this one is discrete")
-
-    # Multinomial families keep pad/bos/eos where they are (their x0 distribution there is one-hot).
-    keeps_special_positions = False
 
     def exclude_from_x0_(self, logits: torch.Tensor) -> torch.Tensor:
         """``logits`` with the tokens x0 cannot be set to their stand-in for log 0, in place."""
