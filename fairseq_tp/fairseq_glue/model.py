@@ -118,9 +118,11 @@ def attend(attention, query, states, padding_mask, cache=None):
     weights = torch.bmm(q, keys.transpose(1, 2)).view(batch, heads, length, -1)  # [B, H, L, S]
     if padding_mask is not None:
         weights = weights.masked_fill_(padding_mask[:, None, None, :], -math.inf)
-    # Written out: torch's CPU softmax is ~10x slower on rows shorter than 16 (short sentences).
+    # Written out: torch's CPU softmax is ~10x slower on rows shorter than 16 (short sentences).  In float32
+    # as fairseq's softmax (a no-op for float32 weights).
+    weights = weights.float()
     weights = weights.sub_(weights.amax(-1, keepdim=True)).exp_()
-    weights = weights.div_(weights.sum(-1, keepdim=True)).view(batch * heads, length, -1)
+    weights = weights.div_(weights.sum(-1, keepdim=True)).type_as(values).view(batch * heads, length, -1)
     mixed = torch.bmm(weights, values).transpose(0, 1).reshape(length, batch, dim)
     return attention.out_proj(mixed)
 
