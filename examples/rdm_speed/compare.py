@@ -32,6 +32,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from fairseq_tp.fairseq_search.timing import machine_facts
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 LAUNCH = HERE / "launch.py"
@@ -157,16 +159,6 @@ def bleu_cell(s):
     return " / ".join(f"{v:.2f}" for v in vals) if vals else "?"
 
 
-def cpu_model():
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                return ln.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def version(pkg):
     try:
         return metadata.version(pkg)
@@ -244,7 +236,7 @@ def main():
         return c + (" ⚠ " + s["error"].replace("|", "\\|") if "error" in s else "")
 
     print(f"\nDecoding speed, RDM's generator vs fairseq_tp — {args.repeats} repeats, "
-          f"{args.threads} thread(s), batch 50, 200 test sentences, CPU: {cpu_model()}")
+          f"{args.threads} thread(s), batch 50, 200 test sentences, CPU: {machine_facts()['cpu']}")
     print(f"Note: {TIMING_NOTE} Cells: median (min–max) over repeats.\n")
     print("| checkpoint | setting | RDM sentences/s (median) | ours sentences/s (median) "
           "| ratio ours/RDM | RDM BLEU4 | our BLEU4 |")
@@ -272,7 +264,7 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "cpu_model": machine_facts()["cpu"], "logical_cpus": os.cpu_count(),
                     "python": platform.python_version(), "torch": version("torch"),
                     "fairseq": version("fairseq-fixed") or version("fairseq")},
         "threads": args.threads,

@@ -88,7 +88,8 @@ class AbsorbingDiffusion(DiscreteDiffusion):
         return self._frame(body, lengths)
 
     def exclude_from_x0_(self, logits):
-        return logits.index_fill_(-1, logits.new_tensor([self.mask], dtype=torch.long), -math.inf)
+        logits[..., self.mask] = -math.inf  # never predict the mask itself
+        return logits
 
     def noise_tokens(self, tokens, t, s, rng):
         return torch.full_like(tokens, self.mask)

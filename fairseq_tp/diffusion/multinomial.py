@@ -256,7 +256,8 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
         return self._frame(body, lengths)
 
     def exclude_from_x0_(self, logits):
-        return logits.index_fill_(-1, logits.new_tensor(self.special_ids, dtype=torch.long), SPECIAL_LOG_PROB)
+        logits[..., self.special_ids] = SPECIAL_LOG_PROB
+        return logits
 
     def default_step(self, state, logits, t, s, non_special, options, rng):
         cur_scores, cur_tokens = self.x0_choice(logits, state.tokens, non_special, options, rng)
