@@ -1,7 +1,7 @@
 """Shared fixtures: tiny generated data and tiny models trained once per session."""
 import os
+import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +10,6 @@ import torch
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples" / "toy_reversal"))
-from make_data import write_reversal_data  # noqa: E402
 FIXTURES = REPO.parent / "shared" / "fixtures"
 # CI sets this so that a missing fixture fails instead of skipping (.ci/run).
 REQUIRE_FIXTURES = os.environ.get("FAIRSEQ_TP_REQUIRE_FIXTURES") == "1"
@@ -58,6 +56,17 @@ def run_cli(args, cwd=None, env=None):
     """A fairseq CLI as a subprocess (for exit codes and stderr)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True)
+
+
+def write_reversal_data(directory, counts, seed=3):
+    """The tests' toy task: reverse a sentence of 3-9 made-up words from a 20-word vocabulary, seeded."""
+    rng = random.Random(seed)
+    vocab = [a + b for a in ("ka", "lo", "mi", "re", "tu") for b in ("sa", "ne", "po", "di")]
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in zip(("train", "valid", "test"), counts):
+        sources = [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 9))) for _ in range(n)]
+        (directory / f"{split}.src").write_text("".join(s + "\n" for s in sources))
+        (directory / f"{split}.tgt").write_text("".join(" ".join(reversed(s.split())) + "\n" for s in sources))
 
 
 @pytest.fixture(scope="session")

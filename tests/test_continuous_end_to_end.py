@@ -104,7 +104,6 @@ def test_search_finds_a_schedule_for_T_2000_that_fairseq_generate_reads(toy_data
 
 
 BAD_DECODING = {
-    "--continuous-sampler euler": "--continuous-sampler must be one of ddim, ddpm, got 'euler'",
     "--ddim-eta 2": "--ddim-eta must be in [0, 1], got 2.0",
     "--mbr-samples 0": "--mbr-samples must be a positive integer, got 0",
     "--decoding-strategy reparam-cond-deterministic-linear":
@@ -118,6 +117,14 @@ def test_bad_decoding_options_get_one_line(flags, toy_data, checkpoint, tmp_path
     with pytest.raises(UsageError) as exit_info:
         generate(toy_data / "bin", checkpoint, tmp_path, "--tp-schedule", "uniform:4", *flags.split())
     assert one_line(exit_info.value) == "fairseq-tp: error: " + BAD_DECODING[flags]
+
+
+def test_a_choice_outside_its_list_is_refused_by_fairseqs_parser(toy_data, checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        generate(toy_data / "bin", checkpoint, tmp_path, "--continuous-sampler", "euler")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(  # "PROG: error: ..." (PROG is pytest's here)
+        ": error: argument --continuous-sampler: invalid choice: 'euler' (choose from 'ddim', 'ddpm')")
 
 
 @pytest.mark.fixture_dir("rdm-toy")

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from conftest import PLUGIN_DIR
 from fairseq_tp.fairseq_search.cli import main as search_main
 
 DETERMINISTIC = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]

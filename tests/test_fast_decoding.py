@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fairseq_tp.diffusion import DecodingOptions, RandomSource
+from fairseq_tp.diffusion import DecodingOptions
 from fairseq_tp.diffusion.absorbing import AbsorbingDiffusion
 from fairseq_tp.diffusion.base import DiscreteDiffusion
 from fairseq_tp.diffusion.decoding import pick_tokens

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import FIXTURES, PLUGIN_DIR, generate, read_hypotheses
-from fairseq_tp.schedules import Schedule, ScheduleError, ScheduleSpec, write_schedule_file
+from fairseq_tp.errors import UsageError
+from fairseq_tp.schedules import Schedule, ScheduleSpec, write_schedule_file
 from fairseq_tp.search import ScheduleSpace, Trial, candidates, choose_confirmed
 from fairseq_tp.fairseq_search.cli import main as search_main
 
@@ -32,7 +33,7 @@ COSINE = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-determinis
                             "left noisy after it)"),
 ])
 def test_bad_rates_get_one_precise_line(text, message):
-    with pytest.raises(ScheduleError) as error:
+    with pytest.raises(UsageError) as error:
         ScheduleSpec.parse(text).resolve(50)
     assert str(error.value) == message
 
@@ -46,7 +47,7 @@ def test_rates_are_rounded_to_a_thousandth_and_round_trip_through_a_file(tmp_pat
     assert json.loads((tmp_path / "s.json").read_text())["rates"] == [0.912, 0.6, 0.3, 0.0]
     assert ScheduleSpec.parse(str(tmp_path / "s.json")).resolve(50) == schedule
     (tmp_path / "bad.json").write_text(json.dumps({"timesteps": [49, 20], "num_timesteps": 50, "rates": [0.2, 0.5]}))
-    with pytest.raises(ScheduleError, match="bad.json: schedule rates must be strictly decreasing"):
+    with pytest.raises(UsageError, match="bad.json: schedule rates must be strictly decreasing"):
         ScheduleSpec.parse(str(tmp_path / "bad.json"))
 
 
@@ -139,9 +140,9 @@ def test_a_small_joint_space_enumerates_in_the_order_of_its_tensor():
 
 
 def test_rate_spaces_refuse_what_they_cannot_search():
-    with pytest.raises(ScheduleError, match="cannot search the rates of 1 step"):
+    with pytest.raises(UsageError, match="cannot search the rates of 1 step"):
         ScheduleSpace(50, 1, searched="rates", curve=(0.0,))
-    with pytest.raises(ScheduleError, match="--free-first-step frees a timestep"):
+    with pytest.raises(UsageError, match="--free-first-step frees a timestep"):
         ScheduleSpace(50, 4, True, searched="rates", curve=(0.9, 0.7, 0.3, 0.0))
 
 

@@ -119,7 +119,6 @@ def test_refused_in_one_line_before_decoding(flags, start, toy_data):
     from fairseq import tasks
     _, _, model, _ = build(toy_data, [])
     args, cfg = parse(toy_data, flags, kind="generate")
-    task = tasks.setup_task(cfg.task)
-    with pytest.raises(UsageError) as info:
-        task.build_generator([model.eval()], cfg.generation)
+    with pytest.raises(UsageError) as info:  # by the task (option values) or its generator (the model's family)
+        tasks.setup_task(cfg.task).build_generator([model.eval()], cfg.generation)
     assert info.value.message.startswith(start) and "\n" not in info.value.message

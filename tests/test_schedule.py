@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from fairseq_tp.schedules import Schedule, ScheduleError, ScheduleSpec, write_schedule_file
+from fairseq_tp.errors import UsageError
+from fairseq_tp.schedules import Schedule, ScheduleSpec, write_schedule_file
 
 
 # RDM's step_array (discrete_diffusion_base._get_decoding_strategy) printed for these (T, N) by running
@@ -61,17 +62,17 @@ def test_named_spacings_are_valid_for_every_step_count(spacing, T):
     ("nofile.json", "cannot read schedule file nofile.json: No such file or directory"),
 ])
 def test_bad_input_gives_one_exact_line(text, message):
-    with pytest.raises(ScheduleError) as info:
+    with pytest.raises(UsageError) as info:
         ScheduleSpec.parse(text).resolve(50)
     assert str(info.value) == message
 
 
 def test_values_are_checked_in_the_constructor_too():
-    with pytest.raises(ScheduleError, match="strictly decreasing"):
+    with pytest.raises(UsageError, match="strictly decreasing"):
         Schedule((3, 3), 10)
-    with pytest.raises(ScheduleError, match="not an integer"):
+    with pytest.raises(UsageError, match="not an integer"):
         Schedule((3.0, 1), 10)
-    with pytest.raises(ScheduleError, match="empty"):
+    with pytest.raises(UsageError, match="empty"):
         Schedule((), 10)
 
 
@@ -83,7 +84,7 @@ def test_file_round_trip_keeps_provenance_and_checks_T(tmp_path):
     spec = ScheduleSpec.parse(str(path))
     assert spec.resolve(50) == Schedule((49, 30, 2), 50)
     assert spec.extra["decoding"] == {"argmax": True}
-    with pytest.raises(ScheduleError) as info:
+    with pytest.raises(UsageError) as info:
         spec.resolve(100)
     assert str(info.value) == f"schedule file {path} was made for T = 50 but the checkpoint has T = 100"
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]  # no temporary file left behind
@@ -99,6 +100,6 @@ def test_file_round_trip_keeps_provenance_and_checks_T(tmp_path):
 def test_malformed_files(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(ScheduleError) as info:
+    with pytest.raises(UsageError) as info:
         ScheduleSpec.parse(str(path))
     assert str(info.value).startswith(f"schedule file {path}") and message in str(info.value)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from fairseq_tp.schedules import Schedule
+from fairseq_tp.errors import UsageError
 from fairseq_tp.search import (
     BoTorchProposer,
     RandomProposer,
     ScheduleSpace,
-    SearchError,
     SearchSettings,
     derive_seed,
     plot_trials,
@@ -166,9 +166,9 @@ def test_botorch_search_at_T2000_is_valid(tmp_path):
 
 
 def test_objective_must_return_finite_scores(tmp_path):
-    with pytest.raises(SearchError, match="returned nan for schedule 49,36,23,11"):
+    with pytest.raises(UsageError, match="returned nan for schedule 49,36,23,11"):
         search(tmp_path, objective=CountingObjective(lambda s: float("nan")))
-    with pytest.raises(SearchError, match="returned 1 scores for 7 schedules"):
+    with pytest.raises(UsageError, match="returned 1 scores for 7 schedules"):
         search(tmp_path, "other.jsonl", objective=type("Short", (), {"evaluate": lambda self, s: [1.0]})())
 
 
@@ -179,7 +179,7 @@ def test_objective_must_return_finite_scores(tmp_path):
     (dict(time_budget_s=0), "--time-budget must be a positive number of seconds, got 0"),
 ])
 def test_bad_settings_are_refused_when_built_with_one_line(settings, message):
-    with pytest.raises(SearchError) as error:
+    with pytest.raises(UsageError) as error:
         SearchSettings(**{"budget": 10, "seed": 0, "strategy": "botorch", **settings})
     assert str(error.value) == message
 
@@ -329,7 +329,7 @@ def test_resume_refuses_a_log_from_a_different_search(tmp_path, reference):
     _, _, reference_log = reference
     shutil.copy(reference_log, tmp_path / "x.jsonl")
     objective = CountingObjective()
-    with pytest.raises(SearchError) as error:
+    with pytest.raises(UsageError) as error:
         run_search(
             objective,
             ScheduleSpace(T, N),
@@ -348,7 +348,7 @@ def test_resume_refuses_a_log_from_a_different_search(tmp_path, reference):
 
 def test_resume_of_a_garbled_log_gives_a_one_line_error(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"kind": "header", "config": {}}\nnot json at all\n')
-    with pytest.raises(SearchError) as error:
+    with pytest.raises(UsageError) as error:
         search(tmp_path, resume=True)
     assert str(error.value) == (
         f"trial log {tmp_path / 'log.jsonl'} is not a valid trial log (line 2 is not JSON); "
@@ -404,7 +404,7 @@ def test_paper_strategy_without_scikit_optimize_is_one_line(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "skopt", None)  # what an uninstalled package looks like to import
     from fairseq_tp.search import make_proposer
-    with pytest.raises(SearchError) as error:
+    with pytest.raises(UsageError) as error:
         make_proposer("paper", ScheduleSpace(T, N), 0)
     assert str(error.value) == "--strategy paper needs scikit-optimize: pip install 'fairseq-tp[paper]'"
 
@@ -414,7 +414,7 @@ def test_budget_is_divided_in_proportion_to_the_steps_and_capped_by_each_space()
     from fairseq_tp.search import divide_budget
     assert divide_budget(40, [ScheduleSpace(50, n) for n in (2, 3, 4, 6)]) == [5, 8, 11, 16]
     assert divide_budget(40, [ScheduleSpace(4, 2), ScheduleSpace(50, 6)]) == [3, 30]  # 3 schedules in the first
-    with pytest.raises(SearchError, match="less than one evaluation per number of steps"):
+    with pytest.raises(UsageError, match="less than one evaluation per number of steps"):
         divide_budget(2, [ScheduleSpace(50, n) for n in (2, 3, 4)])
 
 

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from fairseq_tp.schedules import Schedule, ScheduleError
+from fairseq_tp.errors import UsageError
+from fairseq_tp.schedules import Schedule
 from fairseq_tp.search import ScheduleSpace
 
 # (T, N, free_first_step): the paper's sizes plus edge cases (tiny, one free dim, dense).
@@ -33,7 +34,7 @@ def assert_member(space: ScheduleSpace, schedule: Schedule) -> None:
 # -- construction ------------------------------------------------------------
 @pytest.mark.parametrize("steps", [50, 51, 80])
 def test_steps_at_least_T_is_rejected_with_one_line_message(steps):
-    with pytest.raises(ScheduleError) as error:
+    with pytest.raises(UsageError) as error:
         ScheduleSpace(50, steps)
     assert str(error.value) == (
         f"cannot search {steps} steps for a model with T = 50: "
@@ -42,14 +43,14 @@ def test_steps_at_least_T_is_rejected_with_one_line_message(steps):
 
 
 def test_single_fixed_step_has_nothing_to_search():
-    with pytest.raises(ScheduleError, match="only one schedule exists, nothing to search"):
+    with pytest.raises(UsageError, match="only one schedule exists, nothing to search"):
         ScheduleSpace(50, 1)
     assert ScheduleSpace(50, 1, free_first_step=True).size() == 50
 
 
 @pytest.mark.parametrize("steps", [0, -3])
 def test_steps_below_one_are_rejected(steps):
-    with pytest.raises(ScheduleError, match="positive integer"):
+    with pytest.raises(UsageError, match="positive integer"):
         ScheduleSpace(50, steps)
 
 
@@ -94,9 +95,9 @@ def test_uniform_baseline_lies_in_the_space_and_round_trips(T, N):
 
 def test_to_tensor_rejects_schedules_outside_the_space():
     space = ScheduleSpace(50, 4)
-    with pytest.raises(ScheduleError, match="is not in"):
+    with pytest.raises(UsageError, match="is not in"):
         space.to_tensor(Schedule((48, 30, 10, 0), 50))  # first step not T-1
-    with pytest.raises(ScheduleError, match="is not in"):
+    with pytest.raises(UsageError, match="is not in"):
         space.to_tensor(Schedule((49, 30, 10), 50))
 
 

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from fairseq_tp.schedules import Schedule
-from fairseq_tp.search import SearchError, Trial, TrialLog, read_trial_log
+from fairseq_tp.errors import UsageError
+from fairseq_tp.search import Trial, TrialLog, read_trial_log
 
 T = 50
 CONFIG = {"checkpoint_sha256": "ab12", "subset": "valid", "shots": 20, "budget": 30, "beam": [1, 2]}
@@ -68,7 +69,7 @@ def test_a_log_for_a_different_search_is_refused_naming_the_keys(tmp_path):
     path = tmp_path / "x.jsonl"
     write_log(path, 2)
     config = {**CONFIG, "checkpoint_sha256": "ffff", "shots": 10, "budget": 99}
-    with pytest.raises(SearchError) as error:
+    with pytest.raises(UsageError) as error:
         TrialLog.open(str(path), config, SEARCH, T, resume=True)
     assert str(error.value) == (
         f"trial log {path} was written for a different search (checkpoint_sha256, shots differ); "
@@ -79,14 +80,14 @@ def test_a_log_for_a_different_search_is_refused_naming_the_keys(tmp_path):
 def test_search_parameters_are_checked_too(tmp_path):
     path = tmp_path / "x.jsonl"
     write_log(path, 1)
-    with pytest.raises(SearchError, match=r"\(seed differs\)"):
+    with pytest.raises(UsageError, match=r"\(seed differs\)"):
         TrialLog.open(str(path), CONFIG, {**SEARCH, "seed": 1}, T, resume=True)
 
 
 def test_existing_log_without_resume_is_refused(tmp_path):
     path = tmp_path / "log.jsonl"
     write_log(path, 1)
-    with pytest.raises(SearchError, match="already exists"):
+    with pytest.raises(UsageError, match="already exists"):
         TrialLog.open(str(path), CONFIG, SEARCH, T, resume=False)
 
 
@@ -133,7 +134,7 @@ def test_garbled_log_gives_a_one_line_error(tmp_path, mangle, why):
     write_log(path, 3)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(mangle(lines)) + "\n")
-    with pytest.raises(SearchError) as error:
+    with pytest.raises(UsageError) as error:
         TrialLog.open(str(path), CONFIG, SEARCH, T, resume=True)
     message = str(error.value)
     assert "\n" not in message
@@ -145,7 +146,7 @@ def test_garbled_log_gives_a_one_line_error(tmp_path, mangle, why):
 def test_binary_garbage_gives_a_one_line_error(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b"\xff\xfe\x00garbage\n")
-    with pytest.raises(SearchError) as error:
+    with pytest.raises(UsageError) as error:
         TrialLog.open(str(path), CONFIG, SEARCH, T, resume=True)
     assert str(error.value) == (
         f"trial log {path} is not a valid trial log (not UTF-8 text); remove it or choose another --log"
@@ -153,5 +154,5 @@ def test_binary_garbage_gives_a_one_line_error(tmp_path):
 
 
 def test_config_that_is_not_json_is_reported(tmp_path):
-    with pytest.raises(SearchError, match="cannot be written as JSON"):
+    with pytest.raises(UsageError, match="cannot be written as JSON"):
         TrialLog.open(str(tmp_path / "log.jsonl"), {"bad": object()}, SEARCH, T, resume=False)

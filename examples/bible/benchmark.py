@@ -22,13 +22,14 @@ import datetime
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
 
+from fairseq_tp.fairseq_search.timing import machine_summary as machine
+from fairseq_tp.files import atomic_write_text
 from fairseq_tp.schedules import write_schedule_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,17 +39,6 @@ DEFAULT_WORK = os.environ.get("FAIRSEQ_TP_BIBLE", os.path.expanduser("~/.cache/f
 REPARAM = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]
 DECODING = {"absorbing": REPARAM, "reparam-multinomial": REPARAM, "multinomial": REPARAM, "continuous": []}
 STRATEGIES = (("botorch", "tp-4-20shot"), ("random", "random-4-20shot"), ("paper", "paper-4-20shot"))
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
 class OriginalReferences:
@@ -155,16 +145,12 @@ class Bench:
 
     def test_decoder(self, model):
         """A FewShotBleu over the whole test set: decodes any schedule with the model loaded once."""
-        from fairseq_tp.fairseq_search.cli import parse
-        from fairseq_tp.fairseq_search.loading import load_for_decoding
+        from fairseq_tp.fairseq_search import SubsetDecoder
 
-        cfg, _ = parse([self.bin, "--path", self.checkpoint(model), "--steps", "4", "--batch-size", "100",
-                        "--gen-subset", "test", "--remove-bpe", *DECODING[model]])
-        loaded = load_for_decoding(cfg)
-        test = loaded.subset("test", "--gen-subset")
-        ids = range(self.args.limit or len(test))
-        decoder = loaded.objective(test, ids, self.scorer, seed=1, schedules_per_batch=8)
-        return decoder, loaded.model.diffusion.num_timesteps
+        decoder = SubsetDecoder([self.bin, "--path", self.checkpoint(model), "--batch-size", "100", "--remove-bpe",
+                                 *DECODING[model]], subset="test", scorer=self.scorer, limit=self.args.limit,
+                                 schedules_per_batch=8)
+        return decoder.objective(seed=1), decoder.num_timesteps
 
     def diffusion_rows(self, model):
         from fairseq_tp.fairseq_search.timing import time_schedules
@@ -349,10 +335,7 @@ def store(path, section, model, entry, scorer, task):
     results.setdefault(section, {})[model] = entry
     results["scorer"] = scorer
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(results, indent=2))
     return results
 
 

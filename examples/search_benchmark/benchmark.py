@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from fairseq_tp.fairseq_search.timing import machine_summary as machine
+
 HERE = Path(__file__).resolve().parent
 FIXTURES = Path(os.environ.get("FAIRSEQ_TP_FIXTURES", HERE.parents[1].parent / "shared" / "fixtures"))
 DEFAULT = ["--decoding-strategy", "default", "--argmax-decoding"]
@@ -40,12 +42,6 @@ MODELS = {
     "bible-absorbing": (FIXTURES / "bible-kjv-web" / "data-bin", FIXTURES / "bible-kjv-web" / "absorbing.pt",
                         ["--remove-bpe"]),
 }
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               "unknown CPU")
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def header(args) -> dict:
@@ -65,23 +61,12 @@ def search(name, work, *flags):
     return tune(cfg, options)
 
 
-class TestSet:
-    """A model loaded once; decodes its whole test subset under any schedule and noise seed."""
-
-    def __init__(self, name, flags):
-        from fairseq_tp.fairseq_search.cli import parse
-        from fairseq_tp.fairseq_search.loading import load_for_decoding
-        data, ckpt, extra = MODELS[name]
-        cfg, _ = parse([str(data), "--path", str(ckpt), "--cpu", "--batch-size", "100", "--steps", "4",
-                        *extra, *flags])
-        self.loaded = load_for_decoding(cfg)
-        self.test = self.loaded.subset("test", "--gen-subset")
-
-    def bleu(self, schedule, seed) -> float:
-        from fairseq_tp.fairseq_search.bleu import SacreBleu
-        objective = self.loaded.objective(self.test, range(len(self.test)), SacreBleu(), seed=seed,
-                                          schedules_per_batch=1)
-        return objective.evaluate([schedule])[0]
+def test_set(name, flags, scorer=None):
+    """The model's test subset, decoded with the model loaded once under any schedule and noise seed."""
+    from fairseq_tp.fairseq_search import SubsetDecoder
+    data, ckpt, extra = MODELS[name]
+    return SubsetDecoder([str(data), "--path", str(ckpt), "--cpu", "--batch-size", "100", *extra, *flags],
+                         subset="test", scorer=scorer)
 
 
 def mean_sd(values):
@@ -91,7 +76,6 @@ def mean_sd(values):
 # -- parts -----------------------------------------------------------------------------------------------
 def optimiser(args, work):
     """Seconds per proposed schedule with 40 observations of a smooth stub (no model), medians of 3."""
-    from fairseq_tp.schedules import Schedule
     from fairseq_tp.search import BoTorchProposer, ScheduleSpace
     rows = []
     for T, N in ((50, 4), (2000, 4)):
@@ -99,7 +83,8 @@ def optimiser(args, work):
         target = [T - 1] + [round(T * f) for f in (0.6, 0.3, 0.05)]
         bump = lambda s: 10 + 20 * math.exp(-sum((a - b) ** 2 for a, b in zip(s.timesteps, target)) / (0.25 * T) ** 2)  # noqa: E731
         history = [(s, bump(s)) for s in [space.baseline()] + space.initial_design(39, 0)]
-        modes = [("exact", {}), ("relaxed", {"exact_limit": 0})] if space.size() <= 200_000 else [("relaxed", {})]
+        exact_too = space.size() <= BoTorchProposer.exact_limit
+        modes = [("exact", {}), ("relaxed", {"exact_limit": 0})] if exact_too else [("relaxed", {})]
         for mode, options in modes:
             for q in (1, 8):
                 runs = []
@@ -139,9 +124,9 @@ def strategies(args, work):
                        "search s (mean) |", "|---|---|---|---|---|---|"]
     for name in args.models:
         flags = DEFAULT
-        test = TestSet(name, flags)
+        test = test_set(name, flags)
         from fairseq_tp.schedules import Schedule
-        T = test.loaded.model.diffusion.num_timesteps
+        T = test.num_timesteps
         uniform = test.bleu(Schedule.uniform(4, T), seed=1)
         lines.append(f"| {name} | uniform-4 | — | {uniform:.2f} | — | — |")
         for strategy in ("botorch", "paper", "random"):
@@ -169,8 +154,8 @@ def paired(args, work):
              "|---|---|---|---|---|---|---|---|---|"]
     from fairseq_tp.schedules import Schedule
     for name in args.models:
-        test = TestSet(name, DEFAULT)
-        T = test.loaded.model.diffusion.num_timesteps
+        test = test_set(name, DEFAULT)
+        T = test.num_timesteps
         uniform_schedule = Schedule.uniform(4, T)
         decoded = {(uniform_schedule, s): test.bleu(uniform_schedule, seed=s) for s in args.test_seeds}
         uniform = {s: decoded[uniform_schedule, s] for s in args.test_seeds}
@@ -225,7 +210,7 @@ def distributed(args, work):
     median = {r: {k: statistics.median(x[k] for x in rows if x["ranks"] == r)
                   for k in ("search_s", "decoding_s", "optimiser_s", "wall_s")} for r in (1, 2)}
     same = len({(x["bleu"], tuple(x["timesteps"])) for x in rows if x["repeat"] == 0}) == 1
-    lines = [f"| ranks | search phase s | decoding + BLEU s | optimiser s | command wall s |", "|---|---|---|---|---|"]
+    lines = ["| ranks | search phase s | decoding + BLEU s | optimiser s | command wall s |", "|---|---|---|---|---|"]
     lines += [f"| {r} | {m['search_s']:.1f} | {m['decoding_s']:.1f} | {m['optimiser_s']:.1f} | {m['wall_s']:.1f} |"
               for r, m in median.items()]
     lines.append(f"\nspeed-up of the search phase: {median[1]['search_s'] / median[2]['search_s']:.2f}x; "
@@ -255,28 +240,10 @@ REFERENCES = {"probe-all-steps": ("bible-absorbing", DETERMINISTIC, 50, [1]),
 HOLDS = HERE / "results" / "holds.json"
 
 
-class TestDecoder:
-    """A model loaded once with the cell's decoding flags: test BLEU of any schedule under a noise seed, scored as
-    fairseq-generate --remove-bpe and sacreBLEU tokenize="none" on the H-/T- lines (cached)."""
-
-    def __init__(self, name, flags):
-        from fairseq_tp.fairseq_search.bleu import SacreBleu
-        from fairseq_tp.fairseq_search.cli import parse
-        from fairseq_tp.fairseq_search.loading import load_for_decoding
-        data, ckpt, extra = MODELS[name]
-        cfg, _ = parse([str(data), "--path", str(ckpt), "--cpu", "--batch-size", "100", "--steps", "4",
-                        *extra, *flags])
-        self.loaded = load_for_decoding(cfg)
-        self.test = self.loaded.subset("test", "--gen-subset")
-        self.scorer = SacreBleu(tokenize="none")
-        self.cache = {}
-
-    def bleu(self, schedule, seed) -> float:
-        if (schedule, seed) not in self.cache:
-            objective = self.loaded.objective(self.test, range(len(self.test)), self.scorer, seed=seed,
-                                              schedules_per_batch=1)
-            self.cache[schedule, seed] = objective.evaluate([schedule])[0]
-        return self.cache[schedule, seed]
+def test_decoder(name, flags):
+    """Test BLEU scored as fairseq-generate --remove-bpe and sacreBLEU tokenize="none" on the H-/T- lines."""
+    from fairseq_tp.fairseq_search.bleu import SacreBleu
+    return test_set(name, flags, SacreBleu(tokenize="none"))
 
 
 def _store_row(key, row):
@@ -303,8 +270,8 @@ def holds(args, work):
     for reference in args.references:
         name, decoding, steps, test_seeds = REFERENCES[reference]
         if reference not in _finished():
-            test = TestDecoder(name, decoding)
-            schedule = Schedule.uniform(steps, test.loaded.model.diffusion.num_timesteps)
+            test = test_decoder(name, decoding)
+            schedule = Schedule.uniform(steps, test.num_timesteps)
             _store_row(reference, {"cell": reference, "schedule": str(schedule), "test_seeds": test_seeds,
                                    "test": [test.bleu(schedule, s) for s in test_seeds], "machine": machine(),
                                    "date": datetime.datetime.now().isoformat(timespec="minutes")})
@@ -313,8 +280,8 @@ def holds(args, work):
         todo = [seed for seed in seeds if f"{cell}|{seed}" not in _finished()]
         if not todo:
             continue
-        test = TestDecoder(name, decoding)
-        uniform = Schedule.uniform(steps, test.loaded.model.diffusion.num_timesteps)
+        test = test_decoder(name, decoding)
+        uniform = Schedule.uniform(steps, test.num_timesteps)
         for seed in todo:
             started = time.perf_counter()
             report = search(name, work, "--steps", str(steps), "--budget", str(args.budget), "--seed", str(seed),
@@ -390,7 +357,7 @@ def ranking(args, work):
     mean's maximiser over 4,000 random schedules?  (How the default candidate ranking was chosen.)"""
     from fairseq_tp.search import ScheduleSpace
     from fairseq_tp.search.optimiser import rank_by_posterior_mean, posterior_mean_model
-    test = TestDecoder("bible-absorbing", DETERMINISTIC)
+    test = test_decoder("bible-absorbing", DETERMINISTIC)
     valid = test.loaded.subset("valid", "--gen-subset")
     rows = []
     for seed in args.search_seeds:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 def write_reversal_data(directory, seed=3, counts=(6000, 200, 200), words=20):
     rng = random.Random(seed)
-    vocab = [a + b for a in ("ka", "lo", "mi", "re", "tu", "fa", "be") for b in ("sa", "ne", "po", "di")][:words]
+    vocab = [a + b for a in ("ka", "lo", "mi", "re", "tu", "fa", "be", "gu", "zo", "vi", "ru", "he")
+             for b in ("sa", "ne", "po", "di")][:words]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for split, n in zip(("train", "valid", "test"), counts):

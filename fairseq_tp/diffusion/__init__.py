@@ -1,4 +1,5 @@
 """Diffusion processes in pure torch (no fairseq import): discrete and continuous."""
+from ..errors import UsageError
 from .absorbing import AbsorbingDiffusion, ReparamAbsorbingDiffusion
 from .base import DiffusionProcess, DiscreteDiffusion
 from .continuous import ContinuousDiffusion, X0Prediction
@@ -12,7 +13,7 @@ MAX_TIMESTEPS = 100_000  # RDM and DiffuSeq train with T <= 2000; tables of T ro
 def check_num_timesteps(value) -> int:
     """``--num-diffusion-timesteps`` (from a command line or a checkpoint) as an int, or a one-line ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMESTEPS:
-        raise ValueError(f"--num-diffusion-timesteps must be an integer in [1, {MAX_TIMESTEPS:,}], got {value!r}")
+        raise UsageError(f"--num-diffusion-timesteps must be an integer in [1, {MAX_TIMESTEPS:,}], got {value!r}")
     return value
 
 
@@ -27,7 +28,7 @@ def build_diffusion(diffusion_type: str, num_timesteps: int, vocab_size: int, *,
     ids = dict(pad=pad, bos=bos, eos=eos, mask=mask)
     if diffusion_type == "continuous":
         if embed_dim is None:
-            raise ValueError("--diffusion-type continuous needs the embedding dimension")
+            raise UsageError("--diffusion-type continuous needs the embedding dimension")
         return ContinuousDiffusion(num_timesteps, vocab_size, **ids, embed_dim=embed_dim,
                                    noise_schedule=noise_scheduler_type or "sqrt")
     noise_scheduler_type = noise_scheduler_type or "cosine"
@@ -46,7 +47,7 @@ def build_diffusion(diffusion_type: str, num_timesteps: int, vocab_size: int, *,
         return ReparamMultinomialDiffusion(num_timesteps, vocab_size, **ids, noise_scheduler_type=noise_scheduler_type,
                                            reweighting_type=reweighting_type, noise_distribution=noise_distribution,
                                            vocab_count=vocab_count, not_diffusing_special_sym=not_diffusing_special_sym)
-    raise ValueError(f"unknown --diffusion-type '{diffusion_type}' (choose from {', '.join(DIFFUSION_TYPES)})")
+    raise UsageError(f"unknown --diffusion-type '{diffusion_type}' (choose from {', '.join(DIFFUSION_TYPES)})")
 
 
 __all__ = [

@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
 from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float, mean_log_prob_over_vocabulary, smoothed
 from .decoding import DecodeState
 
@@ -121,7 +122,7 @@ class ReparamAbsorbingDiffusion(AbsorbingDiffusion):
 
 def check_reweighting(kind: str) -> str:
     if kind not in REWEIGHTING_TYPES:
-        raise ValueError(f"unknown --reweighting-type '{kind}' (choose from {', '.join(REWEIGHTING_TYPES)})")
+        raise UsageError(f"unknown --reweighting-type '{kind}' (choose from {', '.join(REWEIGHTING_TYPES)})")
     return kind
 
 

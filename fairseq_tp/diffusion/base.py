@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import UsageError
 from .decoding import DecodeState, DecodingOptions, RandomSource, argmax_log_prob, pick_tokens, reparam_route
 
 
@@ -99,7 +100,7 @@ class DiscreteDiffusion(DiffusionProcess):
 
     def check_decoding(self, options):
         if not options.continuous_defaults:
-            raise ValueError("--continuous-sampler, --ddim-eta and --clamp-to-embeddings apply only to "
+            raise UsageError("--continuous-sampler, --ddim-eta and --clamp-to-embeddings apply only to "
                              "--diffusion-type continuous models; this one is discrete")
 
     def exclude_from_x0_(self, logits: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
 from .base import DiffusionProcess, mean_in_float
 from .decoding import DecodeState
 from .noise import log_alpha_bar
@@ -175,10 +176,10 @@ class ContinuousDiffusion(DiffusionProcess):
 
     def check_decoding(self, options):
         if options.reparam is not None:
-            raise ValueError(f"--decoding-strategy {options.strategy} is for discrete diffusion; continuous "
+            raise UsageError(f"--decoding-strategy {options.strategy} is for discrete diffusion; continuous "
                              f"models decode with --continuous-sampler ddim|ddpm")
         if options.time_difference or options.temperature_annealing:
-            raise ValueError("--decoding-time-difference and --temperature-annealing are RDM's, for discrete "
+            raise UsageError("--decoding-time-difference and --temperature-annealing are RDM's, for discrete "
                              "diffusion; continuous models decode with --continuous-sampler ddim|ddpm")
 
     def reverse_step(self, state, prediction: X0Prediction, t, s, rate, options, rng):

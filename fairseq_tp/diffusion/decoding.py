@@ -8,6 +8,8 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from ..errors import UsageError
+
 RATE_SOURCES = ("pass-index", "timestep")
 CONTINUOUS_SAMPLERS = ("ddim", "ddpm")
 
@@ -28,19 +30,19 @@ class ReparamStrategy:
         parts = name.split("-")
         expected = "default or reparam-<cond|uncond>-<deterministic|stochasticF>-<linear|cosine>"
         if len(parts) != 4 or parts[0] != "reparam":
-            raise ValueError(f"unknown --decoding-strategy '{name}' (expected {expected})")
+            raise UsageError(f"unknown --decoding-strategy '{name}' (expected {expected})")
         _, condition, topk, schedule = parts
         if condition not in ("cond", "uncond") or schedule not in ("linear", "cosine"):
-            raise ValueError(f"unknown --decoding-strategy '{name}' (expected {expected})")
+            raise UsageError(f"unknown --decoding-strategy '{name}' (expected {expected})")
         if topk == "deterministic":
             scale = None
         elif topk.startswith("stochastic"):
             try:
                 scale = float(topk[len("stochastic"):])
             except ValueError:
-                raise ValueError(f"unknown --decoding-strategy '{name}' (expected {expected})") from None
+                raise UsageError(f"unknown --decoding-strategy '{name}' (expected {expected})") from None
         else:
-            raise ValueError(f"unknown --decoding-strategy '{name}' (expected {expected})")
+            raise UsageError(f"unknown --decoding-strategy '{name}' (expected {expected})")
         return cls(condition == "cond", scale, schedule)
 
     def rate(self, progress: torch.Tensor) -> torch.Tensor:
@@ -72,13 +74,13 @@ def pass_rates(strategy: Optional[ReparamStrategy], rates: Optional[Sequence[flo
 def check_schedule_rates(options: "DecodingOptions", continuous: bool) -> None:
     """ValueError (one line) where a schedule's own rates cannot be honoured."""
     if continuous:
-        raise ValueError("schedule rates (TIMESTEPS@RATES) set how many tokens a pass unmasks: continuous models "
+        raise UsageError("schedule rates (TIMESTEPS@RATES) set how many tokens a pass unmasks: continuous models "
                          "have no tokens to unmask")
     if options.reparam is None:
-        raise ValueError("schedule rates (TIMESTEPS@RATES) replace the curve of RDM's reparam-* decoding strategies; "
+        raise UsageError("schedule rates (TIMESTEPS@RATES) replace the curve of RDM's reparam-* decoding strategies; "
                          "--decoding-strategy default unmasks at the pace of the timesteps and reads no rate")
     if options.rate_from == "timestep":
-        raise ValueError("schedule rates (TIMESTEPS@RATES) replace the denoising rate: drop --denoising-rate timestep")
+        raise UsageError("schedule rates (TIMESTEPS@RATES) replace the denoising rate: drop --denoising-rate timestep")
 
 
 def annealed_temperature(index: int, passes: int) -> float:
@@ -90,27 +92,27 @@ def annealed_temperature(index: int, passes: int) -> float:
 def check_rdm_decoding(strategy, time_difference, annealing: bool, argmax: bool, temperature: float) -> None:
     """One-line ValueErrors for RDM's decoding options where RDM would silently do nothing."""
     if isinstance(time_difference, bool) or not isinstance(time_difference, int) or time_difference < 0:
-        raise ValueError(f"--decoding-time-difference must be a non-negative integer, got {time_difference}")
+        raise UsageError(f"--decoding-time-difference must be a non-negative integer, got {time_difference}")
     if time_difference and strategy is not None:
-        raise ValueError("--decoding-time-difference applies to --decoding-strategy default only "
+        raise UsageError("--decoding-time-difference applies to --decoding-strategy default only "
                          "(RDM's reparam strategies never read it)")
     if annealing and argmax:
-        raise ValueError("--temperature-annealing sets the sampling temperature, and --argmax-decoding "
+        raise UsageError("--temperature-annealing sets the sampling temperature, and --argmax-decoding "
                          "samples nothing: drop one of them")
     if annealing and temperature != 1.0:
-        raise ValueError("--temperature-annealing sets the temperature of every pass itself (RDM ignores "
+        raise UsageError("--temperature-annealing sets the temperature of every pass itself (RDM ignores "
                          f"--temperature then): drop --temperature {temperature}")
 
 
 def check_continuous_options(sampler: str, eta: float, mbr_samples: int) -> None:
     """One-line ValueErrors for the continuous models' and MBR's option values."""
     if sampler not in CONTINUOUS_SAMPLERS:
-        raise ValueError(f"--continuous-sampler must be one of {', '.join(CONTINUOUS_SAMPLERS)}, got '{sampler}'")
+        raise UsageError(f"--continuous-sampler must be one of {', '.join(CONTINUOUS_SAMPLERS)}, got '{sampler}'")
     # Above 1 DDIM's sigma can exceed the noise left at s (sqrt of a negative).
     if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"--ddim-eta must be in [0, 1], got {eta}")
+        raise UsageError(f"--ddim-eta must be in [0, 1], got {eta}")
     if isinstance(mbr_samples, bool) or not isinstance(mbr_samples, int) or mbr_samples < 1:
-        raise ValueError(f"--mbr-samples must be a positive integer, got {mbr_samples}")
+        raise UsageError(f"--mbr-samples must be a positive integer, got {mbr_samples}")
 
 
 @dataclass(frozen=True)
@@ -131,11 +133,11 @@ class DecodingOptions:
     temperature_annealing: bool = False
 
     def __post_init__(self):
-        parsed = ReparamStrategy.parse(self.strategy)
+        parsed = self.reparam
         if self.rate_from not in RATE_SOURCES:
-            raise ValueError(f"unknown denoising rate source '{self.rate_from}' (choose from {', '.join(RATE_SOURCES)})")
+            raise UsageError(f"unknown denoising rate source '{self.rate_from}' (choose from {', '.join(RATE_SOURCES)})")
         if not self.argmax and self.temperature <= 0:
-            raise ValueError(f"--temperature must be positive when sampling, got {self.temperature}")
+            raise UsageError(f"--temperature must be positive when sampling, got {self.temperature}")
         check_continuous_options(self.continuous_sampler, self.ddim_eta, self.mbr_samples)
         check_rdm_decoding(parsed, self.time_difference, self.temperature_annealing, self.argmax, self.temperature)
 
@@ -152,7 +154,7 @@ class DecodingOptions:
 
     @functools.cached_property
     def reparam(self) -> Optional[ReparamStrategy]:
-        # Parsed once: the decode loop asks on every pass.
+        # Parsed once, when the options are built; the decode loop asks on every pass.
         return ReparamStrategy.parse(self.strategy)
 
 

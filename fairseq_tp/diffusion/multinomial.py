@@ -8,13 +8,16 @@ so its checkpoints load unchanged.
 import math
 
 import torch
-import torch.nn.functional as F
 
+from ..errors import UsageError
 from .absorbing import check_reweighting, reweight
 from .base import (DiscreteDiffusion, cross_entropy_per_position, mean_in_float, mean_log_prob_over_vocabulary,
                    one_hot_log, smoothed)
 from .decoding import DecodeState, apply_routing, pick_tokens, sample_categorical
 from .noise import log1mexp, log_alpha_bar, log_sub_exp
+
+DECODER_LOSS_TYPES = ("orig", "simple")
+NOISE_DISTRIBUTIONS = ("uniform", "unigram")
 
 SPECIAL_LOG_PROB = -30.0  # RDM's stand-in for log 0 on pad/bos/eos
 SPECIALS_REQUIRED = ("--diffusion-type multinomial needs --not-diffusing-special-sym in training (RDM asserts "
@@ -34,8 +37,8 @@ class MultinomialDiffusion(DiscreteDiffusion):
         super().__init__(num_timesteps, vocab_size, pad, bos, eos, mask)
         # Read only in training (as RDM); vanilla multinomial requires it there (RDM asserts it).
         self.not_diffusing_special_sym = not_diffusing_special_sym
-        if decoder_loss_type not in ("orig", "simple"):
-            raise ValueError(f"unknown --decoder-loss-type '{decoder_loss_type}' (choose from orig, simple)")
+        if decoder_loss_type not in DECODER_LOSS_TYPES:
+            raise UsageError(f"unknown --decoder-loss-type '{decoder_loss_type}' (choose from {', '.join(DECODER_LOSS_TYPES)})")
         self.decoder_loss_type = decoder_loss_type
         self.lambda_direct_xentropy = lambda_direct_xentropy
         log_abar = log_alpha_bar(num_timesteps, noise_scheduler_type)
@@ -93,7 +96,7 @@ class MultinomialDiffusion(DiscreteDiffusion):
 
     def check_training(self):
         if self.requires_not_diffusing_special_sym and not self.not_diffusing_special_sym:
-            raise ValueError(SPECIALS_REQUIRED)
+            raise UsageError(SPECIALS_REQUIRED)
 
     def noise_probs(self) -> torch.Tensor:
         """The noise distribution tokens are drawn from, pad/bos/eos at 0 (RDM gives them log-prob -30)."""
@@ -196,10 +199,11 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
                  noise_scheduler_type="cosine", reweighting_type="linear",
                  noise_distribution="uniform", vocab_count=None, not_diffusing_special_sym=False):
         check_reweighting(reweighting_type)
-        if noise_distribution not in ("uniform", "unigram"):
-            raise ValueError(f"unknown --noise-distribution '{noise_distribution}' (choose from uniform, unigram)")
+        if noise_distribution not in NOISE_DISTRIBUTIONS:
+            raise UsageError(f"unknown --noise-distribution '{noise_distribution}' "
+                             f"(choose from {', '.join(NOISE_DISTRIBUTIONS)})")
         if noise_distribution == "unigram" and vocab_count is None:
-            raise ValueError("--noise-distribution unigram needs the dictionary's counts")
+            raise UsageError("--noise-distribution unigram needs the dictionary's counts")
         self.reweighting_type = reweighting_type
         self._noise_weights = (torch.tensor(vocab_count, dtype=torch.float) if noise_distribution == "unigram"
                                else torch.ones(vocab_size))

@@ -4,6 +4,8 @@ import math
 import numpy as np
 import torch
 
+from ..errors import UsageError
+
 ALPHA_SCHEDULES = ("cosine", "linear", "sqrt")
 
 
@@ -26,7 +28,7 @@ def log_alpha_bar(num_timesteps: int, name: str = "cosine", alpha_min: float = 1
         abar = 1 - np.sqrt((x / steps) + 0.0001)
         abar = abar / abar[0]
     else:
-        raise ValueError(f"unknown noise schedule '{name}' (choose from {', '.join(ALPHA_SCHEDULES)})")
+        raise UsageError(f"unknown noise schedule '{name}' (choose from {', '.join(ALPHA_SCHEDULES)})")
     with np.errstate(divide="ignore", invalid="ignore"):
         alphas = np.clip(abar[1:] / abar[:-1], alpha_min, 1.0)
     return torch.from_numpy(np.cumsum(np.log(alphas)))

@@ -8,6 +8,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from ..errors import UsageError
 from .multinomial import SPECIALS_REQUIRED
 
 logger = logging.getLogger(__name__)
@@ -20,17 +21,17 @@ def check_training_options(q_sample_mode: str, time_sampler_type: str, diffusion
                            not_diffusing_special_sym: bool = True) -> None:
     """One-line ValueErrors for values RDM has no working code for (checked before training starts)."""
     if diffusion_type == "multinomial" and not not_diffusing_special_sym:
-        raise ValueError(SPECIALS_REQUIRED)
+        raise UsageError(SPECIALS_REQUIRED)
     if diffusion_type == "continuous" and q_sample_mode != "default":
-        raise ValueError(f"--q-sample-mode {q_sample_mode} is RDM's, for discrete diffusion; continuous "
+        raise UsageError(f"--q-sample-mode {q_sample_mode} is RDM's, for discrete diffusion; continuous "
                          "models train with default")
     if q_sample_mode not in Q_SAMPLE_MODES:
-        raise ValueError(f"--q-sample-mode must be one of {', '.join(Q_SAMPLE_MODES)}, got '{q_sample_mode}'")
+        raise UsageError(f"--q-sample-mode must be one of {', '.join(Q_SAMPLE_MODES)}, got '{q_sample_mode}'")
     if time_sampler_type == "none":
-        raise ValueError("--time-sampler-type none: RDM's NoneSampler draws no timesteps, so its training "
+        raise UsageError("--time-sampler-type none: RDM's NoneSampler draws no timesteps, so its training "
                          "crashes on the first batch; use uniform")
     if time_sampler_type not in TIME_SAMPLERS:
-        raise ValueError(f"--time-sampler-type must be uniform or is, got '{time_sampler_type}'")
+        raise UsageError(f"--time-sampler-type must be uniform or is, got '{time_sampler_type}'")
 
 
 def note_time_sampler(time_sampler_type: str) -> None:
@@ -61,7 +62,7 @@ def training_draw(diffusion, x0: torch.Tensor, q_sample_mode: str) -> Tuple[Dict
     elif q_sample_mode == "multi-step":
         draws = [diffusion.sample_time(batch, device) for _ in range(2)]
     else:
-        raise ValueError(f"--q-sample-mode must be one of {', '.join(Q_SAMPLE_MODES)}, got '{q_sample_mode}'")
+        raise UsageError(f"--q-sample-mode must be one of {', '.join(Q_SAMPLE_MODES)}, got '{q_sample_mode}'")
     parts = [diffusion.corrupt(x0, t) for t, _ in draws]
     corrupted = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     return corrupted, torch.cat([t for t, _ in draws]), torch.cat([w for _, w in draws])

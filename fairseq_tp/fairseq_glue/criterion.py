@@ -20,7 +20,7 @@ class DiffusionLossConfig(FairseqDataclass):
 class DiffusionLoss(FairseqCriterion):
     def __init__(self, task, label_smoothing):
         super().__init__(task)
-        if label_smoothing > 0 and getattr(getattr(task, "cfg", None), "diffusion_type", None) == "continuous":
+        if label_smoothing > 0 and str(getattr(getattr(task, "cfg", None), "diffusion_type", None)) == "continuous":
             raise UsageError("--label-smoothing applies to discrete diffusion; continuous models train "
                              "DiffuSeq's mse + rounding + tT loss")
         self.label_smoothing = label_smoothing
@@ -28,12 +28,9 @@ class DiffusionLoss(FairseqCriterion):
         # before the first batch.
         cfg = getattr(task, "cfg", None)
         if cfg is not None and hasattr(cfg, "q_sample_mode"):
-            try:
-                check_training_options(cfg.q_sample_mode, cfg.time_sampler_type, cfg.diffusion_type,
-                                       bool(cfg.not_diffusing_special_sym))
-            except ValueError as e:
-                raise UsageError(str(e)) from None
-            note_time_sampler(cfg.time_sampler_type)
+            check_training_options(str(cfg.q_sample_mode), str(cfg.time_sampler_type), str(cfg.diffusion_type),
+                                   bool(cfg.not_diffusing_special_sym))
+            note_time_sampler(str(cfg.time_sampler_type))
 
     def forward(self, model, sample, reduce=True):
         net_input = sample["net_input"]

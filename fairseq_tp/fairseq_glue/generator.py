@@ -19,6 +19,7 @@ import torch
 
 from ..diffusion import DecodingOptions, RandomSource
 from ..diffusion.decoding import pass_rates, rdm_uniform_step
+from ..errors import UsageError
 from ..schedules import Schedule
 
 
@@ -37,9 +38,7 @@ class DiffusionGenerator:
                  retain_history: bool = False, beam_within_length: int = 1, return_all_cands: bool = False,
                  adaptive: bool = False):
         if beam_size < 1:
-            raise ValueError(f"--iter-decode-with-beam must be at least 1, got {beam_size}")
-        if beam_within_length < 1:
-            raise ValueError(f"--beam-within-length must be at least 1, got {beam_within_length}")
+            raise UsageError(f"--iter-decode-with-beam must be at least 1, got {beam_size}")
         self.beam_within_length = beam_within_length
         self.return_all_cands = return_all_cands
         self.adaptive = adaptive

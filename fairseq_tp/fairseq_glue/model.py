@@ -27,6 +27,16 @@ from ..errors import UsageError
 
 logger = logging.getLogger(__name__)
 
+TIMESTEP_EMBEDDINGS = ("sinusoidal", "learnable", "none")
+
+
+def choice(cfg, name: str, default):
+    """A choice option as a plain string: fairseq's ChoiceEnum value from the command line, a string
+    from a checkpoint's stored config."""
+    value = getattr(cfg, name, default)
+    return value if value is None else str(value)
+
+
 # RDM options this model cannot honour: refused (training, or a checkpoint that has them set)
 # rather than trained or decoded differently.
 UNSUPPORTED = {
@@ -41,8 +51,8 @@ UNSUPPORTED = {
 class TimestepEmbedding(nn.Module):
     def __init__(self, dim: int, num_steps: int, kind: str = "sinusoidal"):
         super().__init__()
-        if kind not in ("none", "learnable", "sinusoidal"):
-            raise UsageError(f"unknown --timestep-emb-type '{kind}' (choose from none, learnable, sinusoidal)")
+        if kind not in TIMESTEP_EMBEDDINGS:
+            raise UsageError(f"unknown --timestep-emb-type '{kind}' (choose from {', '.join(TIMESTEP_EMBEDDINGS)})")
         self.dim, self.kind = dim, kind
         if kind == "none":
             self.register_buffer("zero_emb", torch.zeros(1, 1, 1))
@@ -155,14 +165,14 @@ class DiffusionTransformerDecoder(TransformerDecoderBase):
         dim = cfg.decoder.embed_dim
         self.embed_length = Embedding(256, cfg.encoder.embed_dim, None)
         self.time_pos_emb = TimestepEmbedding(dim, cfg.num_diffusion_timesteps,
-                                              getattr(cfg, "timestep_emb_type", "sinusoidal"))
+                                              choice(cfg, "timestep_emb_type", "sinusoidal"))
         self.pe_fusion_ffn = nn.Linear(2 * dim, dim)
         self.pred_length_offset = getattr(cfg, "pred_length_offset", False)
         self.sg_length_pred = getattr(cfg, "sg_length_pred", False)
         self.length_loss_factor = getattr(cfg, "length_loss_factor", 0.1)
         # Continuous models only (absent from discrete ones, so RDM's state dicts are unchanged):
         # maps the last layer's features to the x0 estimate in embedding space.
-        continuous = getattr(cfg, "diffusion_type", None) == "continuous"
+        continuous = choice(cfg, "diffusion_type", None) == "continuous"
         self.x0_head = nn.Linear(self.output_embed_dim, self.output_embed_dim) if continuous else None
         self.plain_layers = all(is_plain_layer(layer) for layer in self.layers)
 
@@ -246,15 +256,15 @@ class DiffusionTransformerModel(FairseqNATModel):
                            "mask the option needs)")
         tgt = self.tgt_dict
         self.diffusion = build_diffusion(
-            self.args.diffusion_type, self.args.num_diffusion_timesteps, len(tgt),
+            choice(self.args, "diffusion_type", None), self.args.num_diffusion_timesteps, len(tgt),
             pad=tgt.pad(), bos=tgt.bos(), eos=tgt.eos(), mask=tgt.unk(),
             not_diffusing_special_sym=getattr(self.args, "not_diffusing_special_sym", False),
             lambda_direct_xentropy=getattr(self.args, "lambda_direct_xentropy", -1.0),
-            reweighting_type=getattr(self.args, "reweighting_type", "linear"),
+            reweighting_type=choice(self.args, "reweighting_type", "linear"),
             noise_scheduler_type=getattr(self.args, "noise_scheduler_type", None),
-            decoder_loss_type=getattr(self.args, "decoder_loss_type", "orig"),
-            noise_distribution=getattr(self.args, "noise_distribution", "uniform"),
-            vocab_count=list(tgt.count) if getattr(self.args, "noise_distribution", "") == "unigram" else None,
+            decoder_loss_type=choice(self.args, "decoder_loss_type", "orig"),
+            noise_distribution=choice(self.args, "noise_distribution", "uniform"),
+            vocab_count=list(tgt.count) if choice(self.args, "noise_distribution", "") == "unigram" else None,
             embed_dim=self.decoder.embed_tokens.embedding_dim,
         )
         if self.diffusion.continuous:
@@ -304,15 +314,13 @@ class DiffusionTransformerModel(FairseqNATModel):
 
     @classmethod
     def build_decoder(cls, cfg, tgt_dict, embed_tokens):
-        try:  # before the time embedding's T rows are allocated
-            check_num_timesteps(cfg.num_diffusion_timesteps)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        # before the time embedding's T rows are allocated
+        check_num_timesteps(cfg.num_diffusion_timesteps)
         return _bert_initialised(DiffusionTransformerDecoder(cfg, tgt_dict, embed_tokens), cfg)
 
     def forward(self, src_tokens, src_lengths, prev_output_tokens=None, tgt_tokens=None, **unused):
         """Training pass: corrupt the target at random timesteps and denoise it."""
-        mode = getattr(self.args, "q_sample_mode", "default")
+        mode = choice(self.args, "q_sample_mode", "default")
         x0, n = tgt_tokens, copies(mode)
         if n > 1:
             # RDM encodes the batch once per copy (each its own dropout) and predicts lengths for all.

@@ -9,19 +9,23 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from fairseq.data import LanguagePairDataset
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask, load_langpair_dataset
 from fairseq import utils
 
-from ..diffusion import CONTINUOUS_SAMPLERS, DIFFUSION_TYPES, DecodingOptions, ReparamStrategy
-from ..diffusion.decoding import RATE_SOURCES, check_continuous_options, check_schedule_rates
-from ..diffusion.training import Q_SAMPLE_MODES, check_training_options
+from ..diffusion import CONTINUOUS_SAMPLERS, DIFFUSION_TYPES, DecodingOptions
+from ..diffusion.decoding import RATE_SOURCES, check_schedule_rates
+from ..diffusion.absorbing import REWEIGHTING_TYPES
+from ..diffusion.multinomial import DECODER_LOSS_TYPES, NOISE_DISTRIBUTIONS
+from ..diffusion.training import Q_SAMPLE_MODES, TIME_SAMPLERS, check_training_options
 from ..errors import UsageError
-from ..schedules import Schedule, ScheduleError, ScheduleSpec, decoding_differences, decoding_record
+from ..schedules import Schedule, ScheduleSpec, decoding_differences, decoding_record
 from . import criterion  # noqa: F401  (registers diffusion_loss, which the task's users name)
 from .checkpoints import allow_fairseq_checkpoints, install_ema_loading
 from .denormals import flushed_denormals
 from .generator import DiffusionGenerator
+from .model import TIMESTEP_EMBEDDINGS
 
 logger = logging.getLogger(__name__)
 
@@ -32,24 +36,26 @@ install_ema_loading()
 @dataclass
 class DiffusionTranslationConfig(TranslationConfig):
     # the process (stored with the model; RDM's names and meanings)
-    diffusion_type: str = field(default="absorbing", metadata={"help": "one of " + ", ".join(DIFFUSION_TYPES)})
+    diffusion_type: ChoiceEnum(DIFFUSION_TYPES) = field(default="absorbing", metadata={"help": "the diffusion process"})
     num_diffusion_timesteps: int = field(default=20, metadata={"help": "number of diffusion timesteps T (RDM's default)"})
     noise_scheduler_type: Optional[str] = field(default=None, metadata={
         "help": "noise schedule: cosine, linear, sqrt (default: cosine for multinomial as RDM, sqrt for continuous "
                 "as DiffuSeq)"})
-    noise_distribution: str = field(default="uniform", metadata={"help": "reparam-multinomial noise: uniform or unigram"})
+    noise_distribution: ChoiceEnum(NOISE_DISTRIBUTIONS) = field(default="uniform", metadata={
+        "help": "reparam-multinomial noise"})
     not_diffusing_special_sym: bool = field(default=False, metadata={"help": "never corrupt pad/bos/eos while training"})
-    reweighting_type: str = field(default="linear", metadata={"help": "reparam loss weighting: linear, reciprocal, none"})
+    reweighting_type: ChoiceEnum(REWEIGHTING_TYPES) = field(default="linear", metadata={"help": "reparam loss weighting"})
     lambda_direct_xentropy: float = field(default=-1.0, metadata={"help": "weight of an extra plain cross-entropy term"})
-    decoder_loss_type: str = field(default="orig", metadata={"help": "multinomial log p(x0|x1) form: orig or simple"})
-    timestep_emb_type: str = field(default="sinusoidal", metadata={"help": "timestep embedding: sinusoidal, learnable, none"})
+    decoder_loss_type: ChoiceEnum(DECODER_LOSS_TYPES) = field(default="orig", metadata={
+        "help": "multinomial log p(x0|x1) form"})
+    timestep_emb_type: ChoiceEnum(TIMESTEP_EMBEDDINGS) = field(default="sinusoidal", metadata={"help": "timestep embedding"})
     scale_attn_masking: bool = field(default=False, metadata={
         "help": "RDM's option; it has no effect there (its decoder is never given the mask it needs), nor here"})
     # training-time sampling (RDM's)
-    q_sample_mode: str = field(default="default", metadata={
+    q_sample_mode: ChoiceEnum(Q_SAMPLE_MODES) = field(default="default", metadata={
         "help": "x_t drawn per sentence: default (one), coupled (two nested, at t1 > t2), multi-sample (two at one "
-                "t), multi-step (two independent t); one of " + ", ".join(Q_SAMPLE_MODES)})
-    time_sampler_type: str = field(default="uniform", metadata={
+                "t), multi-step (two independent t)"})
+    time_sampler_type: ChoiceEnum(TIME_SAMPLERS) = field(default="uniform", metadata={
         "help": "training timesteps: uniform, or is (RDM's importance sampler, which never leaves uniform)"})
     # decoding (RDM's options, honoured under stock fairseq-generate)
     argmax_decoding: bool = field(default=False, metadata={"help": "take the argmax of p(x0|x_t) instead of sampling"})
@@ -69,12 +75,11 @@ class DiffusionTranslationConfig(TranslationConfig):
     tp_schedule: Optional[str] = field(default=None, metadata={
         "help": "timesteps to decode at: '49,33,12,0', 'uniform:N', 'cosine:N', 'quadratic:N' or a JSON file "
                 "from fairseq-tp-search (default: uniform:--iter-decode-max-iter)"})
-    denoising_rate: str = field(default="pass-index", metadata={
-        "help": "reparam strategies' denoising rate from the pass index (RDM) or the schedule's timesteps: "
-                + ", ".join(RATE_SOURCES)})
-    continuous_sampler: str = field(default="ddim", metadata={
+    denoising_rate: ChoiceEnum(RATE_SOURCES) = field(default="pass-index", metadata={
+        "help": "reparam strategies' denoising rate from the pass index (RDM) or the schedule's timesteps"})
+    continuous_sampler: ChoiceEnum(CONTINUOUS_SAMPLERS) = field(default="ddim", metadata={
         "help": "continuous models' reverse step t -> s: ddim (Song et al.; deterministic at --ddim-eta 0) or "
-                "ddpm (a sample of the posterior q(x_s | x_t, x0_hat)); one of " + ", ".join(CONTINUOUS_SAMPLERS)})
+                "ddpm (a sample of the posterior q(x_s | x_t, x0_hat))"})
     ddim_eta: float = field(default=0.0, metadata={
         "help": "DDIM's eta in [0, 1]: 0 deterministic, 1 the posterior's variance"})
     clamp_to_embeddings: bool = field(default=False, metadata={
@@ -94,19 +99,10 @@ class DiffusionTranslationTask(TranslationTask):
         # Parse at the edge, before any model is loaded or any sentence decoded.
         try:
             self.schedule_spec = ScheduleSpec.parse(cfg.tp_schedule) if cfg.tp_schedule is not None else None
-            ReparamStrategy.parse(cfg.decoding_strategy)
-        except (ScheduleError, ValueError) as e:
-            raise UsageError(f"--tp-schedule: {e}" if isinstance(e, ScheduleError) else str(e)) from None
-        if cfg.denoising_rate not in RATE_SOURCES:
-            raise UsageError(f"--denoising-rate must be one of {', '.join(RATE_SOURCES)}, got '{cfg.denoising_rate}'")
-        if cfg.diffusion_type not in DIFFUSION_TYPES:
-            raise UsageError(f"--diffusion-type must be one of {', '.join(DIFFUSION_TYPES)}, "
-                             f"got '{cfg.diffusion_type}'")
-        try:
-            check_continuous_options(cfg.continuous_sampler, cfg.ddim_eta, cfg.mbr_samples)
-            check_training_options(cfg.q_sample_mode, cfg.time_sampler_type)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        except UsageError as e:
+            raise UsageError(f"--tp-schedule: {e}") from None
+        self.decoding_options(None)  # refuses bad decoding options before any model is loaded
+        check_training_options(str(cfg.q_sample_mode), str(cfg.time_sampler_type))
         if cfg.beam_within_length < 1:
             raise UsageError(f"--beam-within-length must be at least 1, got {cfg.beam_within_length}")
 
@@ -158,21 +154,18 @@ class DiffusionTranslationTask(TranslationTask):
             if self.schedule_spec is not None:
                 return self.schedule_spec.resolve(num_timesteps)
             return Schedule.uniform(max_iter, num_timesteps)
-        except ScheduleError as e:
+        except UsageError as e:
             raise UsageError(f"--tp-schedule: {e}" if self.schedule_spec else f"--iter-decode-max-iter: {e}") from None
 
     def decoding_options(self, generation_args) -> DecodingOptions:
-        try:
-            return DecodingOptions(self.cfg.decoding_strategy, bool(self.cfg.argmax_decoding),
-                                   float(getattr(generation_args, "temperature", 1.0)), self.cfg.denoising_rate,
-                                   continuous_sampler=self.cfg.continuous_sampler,
-                                   ddim_eta=float(self.cfg.ddim_eta),
-                                   clamp_to_embeddings=bool(self.cfg.clamp_to_embeddings),
-                                   mbr_samples=int(self.cfg.mbr_samples),
-                                   time_difference=int(self.cfg.decoding_time_difference),
-                                   temperature_annealing=bool(self.cfg.temperature_annealing))
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        return DecodingOptions(self.cfg.decoding_strategy, bool(self.cfg.argmax_decoding),
+                               float(getattr(generation_args, "temperature", 1.0)), str(self.cfg.denoising_rate),
+                               continuous_sampler=str(self.cfg.continuous_sampler),
+                               ddim_eta=float(self.cfg.ddim_eta),
+                               clamp_to_embeddings=bool(self.cfg.clamp_to_embeddings),
+                               mbr_samples=int(self.cfg.mbr_samples),
+                               time_difference=int(self.cfg.decoding_time_difference),
+                               temperature_annealing=bool(self.cfg.temperature_annealing))
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
         if len(models) > 1:
@@ -208,12 +201,9 @@ class DiffusionTranslationTask(TranslationTask):
                                   retain_history: bool = False, adaptive: bool = False) -> DiffusionGenerator:
         """The generator for ``model``, refusing options its diffusion family cannot honour;
         ``--beam-within-length`` and ``--return-all-cands`` come from the task's options."""
-        try:
-            model.diffusion.check_decoding(options)
-            if schedule.rates is not None:
-                check_schedule_rates(options, model.diffusion.continuous)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        model.diffusion.check_decoding(options)
+        if schedule.rates is not None:
+            check_schedule_rates(options, model.diffusion.continuous)
         return DiffusionGenerator(self.target_dictionary, schedule, options, beam_size, retain_history,
                                   beam_within_length=int(self.cfg.beam_within_length),
                                   return_all_cands=bool(self.cfg.return_all_cands), adaptive=adaptive)

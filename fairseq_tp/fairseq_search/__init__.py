@@ -7,6 +7,7 @@ import logging
 logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 from .config import SearchConfig  # noqa: E402
+from .decoder import SubsetDecoder  # noqa: E402
 from .tune import SearchReport, tune  # noqa: E402
 
-__all__ = ["SearchConfig", "SearchReport", "tune"]
+__all__ = ["SearchConfig", "SearchReport", "SubsetDecoder", "tune"]

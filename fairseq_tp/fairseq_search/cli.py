@@ -12,7 +12,7 @@ import warnings
 from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
-from ..errors import PREFIX, UsageError
+from ..errors import UsageError
 from ..schedules import Schedule
 
 PROG = "fairseq-tp-search"
@@ -69,8 +69,8 @@ def without_our_user_dir(argv: List[str]) -> List[str]:
     return out
 
 
-def parse(argv: List[str]) -> Tuple[object, object]:
-    """(fairseq generation config, SearchConfig) from a command line; nothing is checked against data yet."""
+def _parse(argv: List[str], with_search: bool):
+    """fairseq-generate's parser for diffusion_translation (plus the search's options): (namespace, config)."""
     import fairseq_tp
     fairseq_tp.register()
     from fairseq import options
@@ -84,17 +84,31 @@ def parse(argv: List[str]) -> Tuple[object, object]:
             warnings.filterwarnings("ignore", message=message, category=UserWarning)
         parser = options.get_generation_parser(default_task="diffusion_translation")
         parser.prog = PROG
-        parser.description = "Search a diffusion checkpoint's N-step decoding schedule against few-shot BLEU."
-        group = parser.add_argument_group("schedule search")
-        gen_parser_from_dataclass(group, SearchConfig())
-        for action in group._group_actions:
-            if set(action.option_strings) & set(required_options()):
-                action.required = True
-        parser.set_defaults(gen_subset="valid")
+        if with_search:
+            parser.description = "Search a diffusion checkpoint's N-step decoding schedule against few-shot BLEU."
+            group = parser.add_argument_group("schedule search")
+            gen_parser_from_dataclass(group, SearchConfig())
+            for action in group._group_actions:
+                if set(action.option_strings) & set(required_options()):
+                    action.required = True
+            parser.set_defaults(gen_subset="valid")
         args = options.parse_args_and_arch(parser, input_args=argv)
         if args.task != "diffusion_translation":
             parser.error(f"--task must be diffusion_translation, got '{args.task}'")
-        return convert_namespace_to_omegaconf(args), SearchConfig.from_namespace(args)
+        return args, convert_namespace_to_omegaconf(args)
+
+
+def parse(argv: List[str]) -> Tuple[object, object]:
+    """(fairseq generation config, SearchConfig) from a command line; nothing is checked against data yet."""
+    from .config import SearchConfig
+
+    args, cfg = _parse(argv, with_search=True)
+    return cfg, SearchConfig.from_namespace(args)
+
+
+def parse_generation(argv: List[str]):
+    """The fairseq generation config alone (fairseq-generate's options for diffusion_translation)."""
+    return _parse(argv, with_search=False)[1]
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..errors import UsageError
-from ..search import SEARCHED, STRATEGIES, SearchError, SearchSettings
+from ..search import SEARCHED, STRATEGIES, SearchSettings
 from .bleu import BLEU_KINDS
 
 
@@ -179,15 +179,12 @@ class SearchConfig(FairseqDataclass):
                                  "--min-confidence")
         if self.replicates is not None and self.replicates < 1:
             raise UsageError(f"--replicates must be at least 1, got {self.replicates}")
-        try:
-            settings = SearchSettings(budget=self.budget, seed=seed, strategy=str(self.strategy),
-                                      n_init=self.n_init, time_budget_s=self.time_budget,
-                                      batch=self.schedules_per_batch)
-            if settings.strategy == "paper":
-                from ..search.paper import require_scikit_optimize
-                require_scikit_optimize()
-        except SearchError as e:
-            raise UsageError(str(e)) from None
+        settings = SearchSettings(budget=self.budget, seed=seed, strategy=str(self.strategy),
+                                  n_init=self.n_init, time_budget_s=self.time_budget,
+                                  batch=self.schedules_per_batch)
+        if settings.strategy == "paper":
+            from ..search.paper import require_scikit_optimize
+            require_scikit_optimize()
         for flag, path in self.output_paths().items():
             _check_writable(flag, path)
         self.check_outputs_against({})

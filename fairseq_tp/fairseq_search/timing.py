@@ -29,4 +29,13 @@ def machine_facts() -> Dict[str, object]:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def machine_summary() -> str:
+    """One line for a table's caption: CPU model, cores, GPU if any, torch."""
+    facts = machine_facts()
+    gpu = f", GPU {facts['gpu']}" if facts["gpu"] else ""
+    return f"{facts['cpu']}, {facts['cores']} cores{gpu}, torch {facts['torch']}"

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..schedules import Schedule, ScheduleError, decoding_record, write_schedule_file
+from ..schedules import Schedule, decoding_record, write_schedule_file
 from ..diffusion.decoding import check_schedule_rates, pass_rates
-from ..search import (Confirmation, Front, ScheduleSpace, SearchError, SearchResult, TrialLog, candidates,
+from ..search import (Confirmation, Front, ScheduleSpace, SearchResult, TrialLog, candidates,
                       choose_confirmed, derive_seed, read_confirmations, run_search,
                       search_front, selection_confidence, sentences_digest)
 from ..search.front import choose
@@ -64,7 +64,7 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     try:
         spaces = {n: ScheduleSpace(T, n, search.free_first_step, searched, curve(n) if curve else None)
                   for n in search.steps_list}
-    except ScheduleError as e:
+    except UsageError as e:
         raise UsageError(f"--steps: {e}") from None
     subset = cfg.dataset.gen_subset
     dataset = loaded.subset(subset, "--gen-subset")
@@ -122,30 +122,27 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     front = None
     logs = [search.log_path_for(n) for n in spaces] if len(spaces) > 1 else [search.log_path]
     with contextlib.ExitStack() as held:  # the trial logs stay locked through search and confirmation
-        try:
-            for path in logs:
-                held.enter_context(locked(path))
-            if len(spaces) == 1:
-                space = next(iter(spaces.values()))
-                result = run_search(objective, space, settings, log_path=search.log_path, config=config,
-                                    resume=search.resume, progress=not cfg.common.no_progress_bar)
-            else:
-                front = search_front(objective, T, list(spaces), settings, target=search.front_target,
-                                     log_path=search.log_path_for, config=config, resume=search.resume,
-                                     free_first_step=search.free_first_step,
-                                     progress=not cfg.common.no_progress_bar, searched=searched, curve=curve)
-                result, space = front.chosen.result, spaces[front.chosen.steps]
-            chosen, chosen_bleu, guard, confirmation = result.best_schedule, result.best_bleu, None, None
-            if search.confirm_top:
-                sharded = objective if isinstance(objective, distributed.ShardedObjective) else \
-                    confirmation_objective
-                front, result, space, confirmation, confirmed = confirm_choice(
-                    sharded, confirm_ids, front, result, space, spaces, bleu, search, T, seed)
-                if confirmed is not None:
-                    chosen = confirmed
-                    chosen_bleu = next(t.bleu for t in result.trials if t.schedule == chosen)
-        except SearchError as e:  # a trial log that cannot be read, resumed or written
-            raise UsageError(str(e)) from None
+        for path in logs:
+            held.enter_context(locked(path))
+        if len(spaces) == 1:
+            space = next(iter(spaces.values()))
+            result = run_search(objective, space, settings, log_path=search.log_path, config=config,
+                                resume=search.resume, progress=not cfg.common.no_progress_bar)
+        else:
+            front = search_front(objective, T, list(spaces), settings, target=search.front_target,
+                                 log_path=search.log_path_for, config=config, resume=search.resume,
+                                 free_first_step=search.free_first_step,
+                                 progress=not cfg.common.no_progress_bar, searched=searched, curve=curve)
+            result, space = front.chosen.result, spaces[front.chosen.steps]
+        chosen, chosen_bleu, guard, confirmation = result.best_schedule, result.best_bleu, None, None
+        if search.confirm_top:
+            sharded = objective if isinstance(objective, distributed.ShardedObjective) else \
+                confirmation_objective
+            front, result, space, confirmation, confirmed = confirm_choice(
+                sharded, confirm_ids, front, result, space, spaces, bleu, search, T, seed)
+            if confirmed is not None:
+                chosen = confirmed
+                chosen_bleu = next(t.bleu for t in result.trials if t.schedule == chosen)
         log = search.log_path if front is None else search.log_path_for(front.chosen.steps)
     if isinstance(objective, distributed.ShardedObjective):
         objective.close()  # the rest (evaluation, files) is rank 0's alone

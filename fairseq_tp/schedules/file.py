@@ -10,7 +10,8 @@ import os
 from typing import Any, Dict, List, Tuple
 
 from ..files import atomic_write_text
-from .value import Schedule, ScheduleError
+from ..errors import UsageError
+from .value import Schedule
 
 # Recorded only when they differ from these, so records of discrete decoding stay as they were.
 OPTIONAL_DECODING_KEYS = {"continuous_sampler": "ddim", "ddim_eta": 0.0, "clamp_to_embeddings": False,
@@ -45,34 +46,34 @@ def write_schedule_file(path: str, schedule: Schedule, **provenance: Any) -> Non
 
 
 def read_schedule_file(path: str) -> Tuple[Schedule, Dict[str, Any]]:
-    """(the schedule, the other keys) of a schedule file, validated; ScheduleError otherwise."""
+    """(the schedule, the other keys) of a schedule file, validated; UsageError otherwise."""
     if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or device would block or never end
-        raise ScheduleError(f"schedule file {path} is not a regular file")
+        raise UsageError(f"schedule file {path} is not a regular file")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except OSError as e:
-        raise ScheduleError(f"cannot read schedule file {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot read schedule file {path}: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ScheduleError(f"schedule file {path} is not valid JSON: {e}") from None
+        raise UsageError(f"schedule file {path} is not valid JSON: {e}") from None
     except RecursionError:
-        raise ScheduleError(f"schedule file {path} is nested too deeply to be a schedule file") from None
+        raise UsageError(f"schedule file {path} is nested too deeply to be a schedule file") from None
     if not isinstance(data, dict):
-        raise ScheduleError(f"schedule file {path} must hold a JSON object")
+        raise UsageError(f"schedule file {path} must hold a JSON object")
     steps, T = data.get("timesteps"), data.get("num_timesteps")
     if not isinstance(steps, list):
-        raise ScheduleError(f"schedule file {path} has no 'timesteps' list")
+        raise UsageError(f"schedule file {path} has no 'timesteps' list")
     if isinstance(T, bool) or not isinstance(T, int):
-        raise ScheduleError(f"schedule file {path} has no integer 'num_timesteps'")
+        raise UsageError(f"schedule file {path} has no integer 'num_timesteps'")
     rates = data.get("rates")
     try:  # validate now, before any model is loaded
         schedule = Schedule(tuple(steps), T, None if rates is None else _rates_list(rates))
-    except ScheduleError as e:
-        raise ScheduleError(f"schedule file {path}: {e}") from None
+    except UsageError as e:
+        raise UsageError(f"schedule file {path}: {e}") from None
     return schedule, {k: v for k, v in data.items() if k not in ("timesteps", "num_timesteps", "rates")}
 
 
 def _rates_list(rates: Any) -> Tuple[Any, ...]:
     if not isinstance(rates, list):
-        raise ScheduleError(f"'rates' must be a list of numbers, got {rates!r}")
+        raise UsageError(f"'rates' must be a list of numbers, got {rates!r}")
     return tuple(rates)

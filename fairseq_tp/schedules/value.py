@@ -34,14 +34,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..errors import UsageError
+
 SPACINGS = ("uniform", "cosine", "quadratic")
 _LIST_RE = re.compile(r"^[\s\d,+-]+$")
 _NAMED_RE = re.compile(r"^([A-Za-z_]+):(.*)$")
 RATE_DIGITS = 3  # rates are kept to 0.001
-
-
-class ScheduleError(ValueError):
-    """A schedule that cannot be used; the message is one line for the user."""
 
 
 def _format(timesteps: Sequence[int]) -> str:
@@ -64,20 +62,20 @@ class Schedule:
     def __post_init__(self):
         steps, T = self.timesteps, self.num_timesteps
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ScheduleError(f"the number of diffusion timesteps must be a positive integer, got {T!r}")
+            raise UsageError(f"the number of diffusion timesteps must be a positive integer, got {T!r}")
         if len(steps) == 0:
-            raise ScheduleError("the schedule is empty: give at least one timestep")
+            raise UsageError("the schedule is empty: give at least one timestep")
         for t in steps:
             if isinstance(t, bool) or not isinstance(t, int):
-                raise ScheduleError(f"schedule timestep {t!r} is not an integer")
+                raise UsageError(f"schedule timestep {t!r} is not an integer")
         for a, b in zip(steps, steps[1:]):
             if b >= a:
-                raise ScheduleError(
+                raise UsageError(
                     f"schedule timesteps must be strictly decreasing, got {_format(steps)}"
                 )
         if steps[0] >= T or steps[-1] < 0:
             bad = steps[0] if steps[0] >= T else steps[-1]
-            raise ScheduleError(
+            raise UsageError(
                 f"schedule timestep {bad} is out of range [0, {T - 1}] for a model with T = {T} steps"
             )
         if self.rates is not None:
@@ -101,7 +99,7 @@ class Schedule:
     @classmethod
     def named(cls, spacing: str, steps: int, num_timesteps: int) -> "Schedule":
         if spacing not in SPACINGS:
-            raise ScheduleError(
+            raise UsageError(
                 f"unknown schedule spacing '{spacing}' (choose from {', '.join(SPACINGS)})"
             )
         _check_steps(f"{spacing}:{steps}", steps, num_timesteps)
@@ -131,33 +129,33 @@ class Schedule:
 
 
 def _checked_rates(rates, passes: int) -> Tuple[float, ...]:
-    """``rates`` rounded to 0.001, or ScheduleError: one per pass, in [0, 1], strictly decreasing, last 0."""
+    """``rates`` rounded to 0.001, or UsageError: one per pass, in [0, 1], strictly decreasing, last 0."""
     if not isinstance(rates, (list, tuple)):
-        raise ScheduleError(f"schedule rates must be a list of numbers, got {rates!r}")
+        raise UsageError(f"schedule rates must be a list of numbers, got {rates!r}")
     for r in rates:
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
-            raise ScheduleError(f"schedule rate {r!r} is not a finite number")
+            raise UsageError(f"schedule rate {r!r} is not a finite number")
     if len(rates) != passes:
-        raise ScheduleError(f"the schedule has {passes} timesteps but {len(rates)} rates: give one rate per pass "
+        raise UsageError(f"the schedule has {passes} timesteps but {len(rates)} rates: give one rate per pass "
                             f"(the share of tokens left noisy after it)")
     rounded = tuple(round(float(r), RATE_DIGITS) + 0.0 for r in rates)
     bad = next((r for r in rounded if not 0 <= r <= 1), None)
     if bad is not None:
-        raise ScheduleError(f"schedule rate {bad:g} is out of range [0, 1] (the share of tokens left noisy)")
+        raise UsageError(f"schedule rate {bad:g} is out of range [0, 1] (the share of tokens left noisy)")
     for a, b in zip(rounded, rounded[1:]):
         if b >= a:
-            raise ScheduleError(f"schedule rates must be strictly decreasing (at 0.001), got {_format_rates(rounded)}")
+            raise UsageError(f"schedule rates must be strictly decreasing (at 0.001), got {_format_rates(rounded)}")
     if rounded[-1] != 0:
-        raise ScheduleError(f"the last schedule rate must be 0 (every token decoded after the last pass), "
+        raise UsageError(f"the last schedule rate must be 0 (every token decoded after the last pass), "
                             f"got {_format_rates(rounded)}")
     return rounded
 
 
 def _check_steps(text: str, steps: int, num_timesteps: int) -> None:
     if steps < 1:
-        raise ScheduleError(f"{text}: the number of steps must be at least 1")
+        raise UsageError(f"{text}: the number of steps must be at least 1")
     if steps > num_timesteps:
-        raise ScheduleError(
+        raise UsageError(
             f"{text} asks for {steps} steps but the model has only T = {num_timesteps}"
         )
 
@@ -193,14 +191,14 @@ class ScheduleSpec:
     def parse(cls, text: str) -> "ScheduleSpec":
         text = str(text).strip()
         if not text:
-            raise ScheduleError("the schedule is empty: give at least one timestep")
+            raise UsageError("the schedule is empty: give at least one timestep")
         if "@" in text and not os.path.exists(text):
             steps_text, rates_text = text.split("@", 1)
             spec = cls.parse(steps_text)
             if spec.is_file:
-                raise ScheduleError(f"{text}: rates follow timesteps or a spacing, not a file (put them in the file)")
+                raise UsageError(f"{text}: rates follow timesteps or a spacing, not a file (put them in the file)")
             if not steps_text.strip() or "@" in rates_text:
-                raise ScheduleError(f"schedule '{text}' must be TIMESTEPS@RATES, e.g. 49,36,23,11@0.9,0.6,0.3,0")
+                raise UsageError(f"schedule '{text}' must be TIMESTEPS@RATES, e.g. 49,36,23,11@0.9,0.6,0.3,0")
             rates = _parse_number_list(rates_text, text)
             if spec.timesteps is not None:
                 _checked_rates(rates, len(spec.timesteps))
@@ -212,15 +210,15 @@ class ScheduleSpec:
         if named and not os.path.exists(text):
             spacing, count = named.group(1).lower(), named.group(2).strip()
             if spacing not in SPACINGS:
-                raise ScheduleError(
+                raise UsageError(
                     f"unknown schedule spacing '{spacing}' (choose from {', '.join(SPACINGS)})"
                 )
             try:
                 steps = int(count)
             except ValueError:
-                raise ScheduleError(f"{text}: the number of steps must be an integer") from None
+                raise UsageError(f"{text}: the number of steps must be an integer") from None
             if steps < 1:
-                raise ScheduleError(f"{text}: the number of steps must be at least 1")
+                raise UsageError(f"{text}: the number of steps must be at least 1")
             return cls(text, spacing=spacing, steps=steps)
         return cls._from_file(text)
 
@@ -240,7 +238,7 @@ class ScheduleSpec:
         if self.spacing is not None:
             return Schedule.named(self.spacing, self.steps, num_timesteps).with_rates(self.rates)
         if self.is_file and self.file_num_timesteps != num_timesteps:
-            raise ScheduleError(
+            raise UsageError(
                 f"schedule file {self.text} was made for T = {self.file_num_timesteps} "
                 f"but the checkpoint has T = {num_timesteps}"
             )
@@ -252,11 +250,11 @@ def _parse_number_list(text: str, whole: str) -> Tuple[float, ...]:
     for item in text.split(","):
         item = item.strip()
         if not item:
-            raise ScheduleError(f"schedule rates '{text}' have an empty entry")
+            raise UsageError(f"schedule rates '{text}' have an empty entry")
         try:
             value = float(item)
         except ValueError:
-            raise ScheduleError(f"schedule rate '{item}' in '{whole}' is not a number") from None
+            raise UsageError(f"schedule rate '{item}' in '{whole}' is not a number") from None
         values.append(value)
     return tuple(values)
 
@@ -266,9 +264,9 @@ def _parse_int_list(text: str) -> Tuple[int, ...]:
     for item in text.split(","):
         item = item.strip()
         if not item:
-            raise ScheduleError(f"schedule '{text}' has an empty entry")
+            raise UsageError(f"schedule '{text}' has an empty entry")
         try:
             values.append(int(item))
         except ValueError:
-            raise ScheduleError(f"schedule entry '{item}' is not an integer") from None
+            raise UsageError(f"schedule entry '{item}' is not an integer") from None
     return tuple(values)

@@ -9,7 +9,7 @@ from .objective_api import Objective
 from .optimiser import BoTorchProposer, Proposer, RandomProposer, derive_seed, make_proposer
 from .significance import SelectionTest, selection_confidence
 from .confirm import Confirmed, candidates, choose_confirmed, sentences_digest
-from .space import SEARCHED, ScheduleSpace, SearchError
+from .space import SEARCHED, ScheduleSpace
 from .trial_log import RESUMABLE_CONFIG_KEYS, Confirmation, Trial, TrialLog, read_confirmations, read_trial_log
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "RandomProposer",
     "STRATEGIES",
     "ScheduleSpace",
-    "SearchError",
     "SearchResult",
     "SearchSettings",
     "SelectionTest",

@@ -12,7 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..schedules import Schedule
 from .loop import SearchResult, SearchSettings, run_search
 from .objective_api import Objective
-from .space import ScheduleSpace, SearchError
+from ..errors import UsageError
+from .space import ScheduleSpace
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Front:
 def divide_budget(budget: int, spaces: Sequence[ScheduleSpace]) -> List[int]:
     """Evaluations per space, in proportion to its number of steps, each capped by the space's size."""
     if budget < len(spaces):
-        raise SearchError(f"--budget {budget} is less than one evaluation per number of steps ({len(spaces)})")
+        raise UsageError(f"--budget {budget} is less than one evaluation per number of steps ({len(spaces)})")
     weights = [s.steps for s in spaces]
     shares = [budget * w / sum(weights) for w in weights]
     counts = [max(1, int(x)) for x in shares]
@@ -61,7 +62,7 @@ def search_front(objective: Objective, num_timesteps: int, steps: Sequence[int],
                  curve: Optional[Callable[[int], Tuple[float, ...]]] = None) -> Front:
     """One search per N in ``steps`` (ascending), sharing ``settings`` but for the divided budget."""
     if not 0 < target <= 1:
-        raise SearchError(f"--target must be a share of the all-steps BLEU in (0, 1], got {target}")
+        raise UsageError(f"--target must be a share of the all-steps BLEU in (0, 1], got {target}")
     steps = sorted(set(steps))
     spaces = [ScheduleSpace(num_timesteps, n, free_first_step, searched, curve(n) if curve else None) for n in steps]
     budgets = divide_budget(settings.budget, spaces)

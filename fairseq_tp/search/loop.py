@@ -19,7 +19,8 @@ from tqdm import tqdm
 from ..schedules import Schedule
 from .objective_api import Objective
 from .optimiser import Observation, make_proposer
-from .space import ScheduleSpace, SearchError
+from ..errors import UsageError
+from .space import ScheduleSpace
 from .trial_log import Trial, TrialLog, locked
 
 STRATEGIES = ("botorch", "random", "paper")
@@ -65,18 +66,18 @@ class SearchSettings:
 
     def __post_init__(self):
         if not _is_int(self.budget) or self.budget < 1:
-            raise SearchError(f"--budget must be a positive number of evaluations, got {self.budget!r}")
+            raise UsageError(f"--budget must be a positive number of evaluations, got {self.budget!r}")
         if not _is_int(self.seed):
-            raise SearchError(f"--seed must be an integer, got {self.seed!r}")
+            raise UsageError(f"--seed must be an integer, got {self.seed!r}")
         if self.strategy not in STRATEGIES:
-            raise SearchError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+            raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.n_init is not None and (not _is_int(self.n_init) or self.n_init < 0):
-            raise SearchError(f"--n-init must be a non-negative integer, got {self.n_init!r}")
+            raise UsageError(f"--n-init must be a non-negative integer, got {self.n_init!r}")
         if self.time_budget_s is not None and not (isinstance(self.time_budget_s, (int, float))
                                                    and 0 < self.time_budget_s < math.inf):
-            raise SearchError(f"--time-budget must be a positive number of seconds, got {self.time_budget_s!r}")
+            raise UsageError(f"--time-budget must be a positive number of seconds, got {self.time_budget_s!r}")
         if not _is_int(self.batch) or self.batch < 1:
-            raise SearchError(f"--schedules-per-batch must be at least 1, got {self.batch!r}")
+            raise UsageError(f"--schedules-per-batch must be at least 1, got {self.batch!r}")
 
 
 def _is_int(value) -> bool:
@@ -159,12 +160,12 @@ class _SearchSession:
         expected = self._start_plan()
         for trial in self.trials:
             if not self.space.contains(trial.schedule) or trial.schedule in self.scores:
-                raise SearchError(
+                raise UsageError(
                     f"trial log {self.log.path} has an unexpected schedule {trial.schedule} at index "
                     f"{trial.index}; remove it or choose another --log"
                 )
             if trial.index < len(expected) and trial.schedule != expected[trial.index]:
-                raise SearchError(
+                raise UsageError(
                     f"trial log {self.log.path} does not match this search's initial design at index "
                     f"{trial.index}; remove it or choose another --log"
                 )
@@ -214,7 +215,7 @@ class _SearchSession:
         optimiser_s = (time.perf_counter() - t0) / max(1, len(proposals))
         done = self.trials[start:]
         if [t.schedule for t in done] != proposals[: len(done)]:
-            raise SearchError(
+            raise UsageError(
                 f"trial log {self.log.path} does not match this search's proposals from index {start}; "
                 f"remove it or choose another --log"
             )
@@ -261,7 +262,7 @@ class _SearchSession:
         scores = list(self.objective.evaluate(list(schedules)))
         model_s = time.perf_counter() - t0
         if len(scores) != len(schedules):
-            raise SearchError(f"the objective returned {len(scores)} scores for {len(schedules)} schedules")
+            raise UsageError(f"the objective returned {len(scores)} scores for {len(schedules)} schedules")
         return [_checked(score, schedule) for schedule, score in zip(schedules, scores)], model_s
 
     def _record(self, schedule, score, source, model_s, optimiser_s) -> None:
@@ -311,10 +312,10 @@ def _checked(score, schedule: Schedule) -> Tuple[float, Optional[Tuple[float, ..
         except (TypeError, ValueError):
             value = math.nan
         if not math.isfinite(value):
-            raise SearchError(f"the objective returned {score!r} for schedule {schedule}")
+            raise UsageError(f"the objective returned {score!r} for schedule {schedule}")
         checked.append(value)
     if not checked:
-        raise SearchError(f"the objective returned no replicate scores for schedule {schedule}")
+        raise UsageError(f"the objective returned no replicate scores for schedule {schedule}")
     return sum(checked) / len(checked), (tuple(checked) if replicates is not None else None)
 
 

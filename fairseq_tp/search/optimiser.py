@@ -38,7 +38,8 @@ with warnings.catch_warnings():
     from linear_operator.utils.warnings import NumericalWarning
 
 from ..schedules import Schedule
-from .space import DTYPE, ScheduleSpace, SearchError
+from ..errors import UsageError
+from .space import DTYPE, ScheduleSpace
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _evaluated(observations: Sequence[Observation]) -> Set[Schedule]:
 def _unseen_random(space: ScheduleSpace, evaluated: Set[Schedule], generator: torch.Generator) -> Schedule:
     unseen = space.remaining(evaluated, 1, generator)
     if not unseen:
-        raise SearchError(f"every schedule in {space} has been evaluated")
+        raise UsageError(f"every schedule in {space} has been evaluated")
     return unseen[0]
 
 
@@ -326,4 +327,4 @@ def make_proposer(strategy: str, space: ScheduleSpace, seed: int) -> Proposer:
     if strategy == "paper":
         from .paper import PaperProposer  # needs the optional scikit-optimize
         return PaperProposer(space, seed)
-    raise SearchError(f"unknown search strategy {strategy!r} (choose botorch, random or paper)")
+    raise UsageError(f"unknown search strategy {strategy!r} (choose botorch, random or paper)")

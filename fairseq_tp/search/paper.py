@@ -14,7 +14,8 @@ import warnings
 from typing import Dict, List, Sequence, Tuple
 
 from ..schedules import Schedule
-from .space import ScheduleSpace, SearchError
+from ..errors import UsageError
+from .space import ScheduleSpace
 
 REPEATED_STEP_SCORE = -1.0  # what the reference tells skopt for a proposal it cannot decode
 
@@ -24,7 +25,7 @@ def require_scikit_optimize():
         from skopt import Optimizer
         from skopt.space import Integer
     except ImportError:
-        raise SearchError("--strategy paper needs scikit-optimize: pip install 'fairseq-tp[paper]'") from None
+        raise UsageError("--strategy paper needs scikit-optimize: pip install 'fairseq-tp[paper]'") from None
     return Optimizer, Integer
 
 
@@ -36,10 +37,10 @@ class PaperProposer:
     def __init__(self, space: ScheduleSpace, seed: int):
         self._skopt = require_scikit_optimize()
         if space.searched != "timesteps":
-            raise SearchError("--strategy paper searches timesteps only, as the paper does: use "
+            raise UsageError("--strategy paper searches timesteps only, as the paper does: use "
                               "--search-space timesteps, or --strategy botorch or random for rates")
         if space.free_first_step:
-            raise SearchError("--strategy paper fixes the first step at T-1, as the paper does: "
+            raise UsageError("--strategy paper fixes the first step at T-1, as the paper does: "
                               "drop --free-first-step")
         self.space, self.seed = space, seed
         self._restart()
@@ -91,7 +92,7 @@ class PaperProposer:
                 self._tell_unevaluated(point, schedule, known)
                 continue
             if schedule != expected:
-                raise SearchError(f"the trial log's schedule {expected} is not what the paper's optimiser "
+                raise UsageError(f"the trial log's schedule {expected} is not what the paper's optimiser "
                                   f"proposes ({schedule}); remove the log or choose another --log")
             return point
 

@@ -22,7 +22,8 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 
-from ..schedules import Schedule, ScheduleError, strictly_decreasing
+from ..errors import UsageError
+from ..schedules import Schedule, strictly_decreasing
 
 # (indices, coefficients, rhs) meaning sum(coefficients * x[indices]) >= rhs
 LinearConstraint = Tuple[torch.Tensor, torch.Tensor, float]
@@ -31,10 +32,6 @@ DTYPE = torch.float64
 ENUMERATION_LIMIT = 2_000_000  # spaces up to this size may be listed in full
 SEARCHED = ("timesteps", "rates", "both")
 RATE_UNITS = 1000  # rates are searched in thousandths, as schedules keep them
-
-
-class SearchError(ValueError):
-    """A search that cannot start or go on; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -50,21 +47,21 @@ class ScheduleSpace:
     def __post_init__(self):
         T, N = self.num_timesteps, self.steps
         if isinstance(T, bool) or not isinstance(T, int) or T < 2:
-            raise ScheduleError(f"the number of diffusion timesteps must be an integer >= 2, got {T!r}")
+            raise UsageError(f"the number of diffusion timesteps must be an integer >= 2, got {T!r}")
         if isinstance(N, bool) or not isinstance(N, int) or N < 1:
-            raise ScheduleError(f"the number of steps must be a positive integer, got {N!r}")
+            raise UsageError(f"the number of steps must be a positive integer, got {N!r}")
         if self.searched not in SEARCHED:
-            raise ScheduleError(f"--search-space must be one of {', '.join(SEARCHED)}, got {self.searched!r}")
+            raise UsageError(f"--search-space must be one of {', '.join(SEARCHED)}, got {self.searched!r}")
         if self.searches_rates:
             self._check_rate_space()
             return
         if N >= T:
-            raise ScheduleError(
+            raise UsageError(
                 f"cannot search {N} steps for a model with T = {T}: "
                 f"with N >= T at most one schedule exists (every timestep), nothing to search"
             )
         if self.dim == 0:
-            raise ScheduleError(
+            raise UsageError(
                 f"cannot search 1 step with the first step fixed at {T - 1}: "
                 f"only one schedule exists, nothing to search (free the first step or use more steps)"
             )
@@ -72,14 +69,14 @@ class ScheduleSpace:
     def _check_rate_space(self) -> None:
         T, N = self.num_timesteps, self.steps
         if N < 2:
-            raise ScheduleError("cannot search the rates of 1 step: its only rate is 0 (all decoded), nothing to search")
+            raise UsageError("cannot search the rates of 1 step: its only rate is 0 (all decoded), nothing to search")
         if N > T or (self.searches_timesteps and N >= T):
-            raise ScheduleError(f"cannot search {N} steps for a model with T = {T}")
+            raise UsageError(f"cannot search {N} steps for a model with T = {T}")
         if self.free_first_step and not self.searches_timesteps:
-            raise ScheduleError("--free-first-step frees a timestep, and --search-space rates keeps the timesteps "
+            raise UsageError("--free-first-step frees a timestep, and --search-space rates keeps the timesteps "
                                 "at uniform: search timesteps or both")
         if self.curve is None or len(self.curve) != N:
-            raise ScheduleError(f"searching rates needs the decoding strategy's {N} rates for the uniform baseline")
+            raise UsageError(f"searching rates needs the decoding strategy's {N} rates for the uniform baseline")
 
     # -- shape of the encoding ---------------------------------------------
     @property
@@ -135,9 +132,9 @@ class ScheduleSpace:
         """Round a (possibly slightly infeasible) point and repair it into a schedule."""
         values = torch.as_tensor(x, dtype=DTYPE).reshape(-1)
         if values.numel() != self.dim:
-            raise ScheduleError(f"expected {self.dim} free values, got {values.numel()}")
+            raise UsageError(f"expected {self.dim} free values, got {values.numel()}")
         if not torch.isfinite(values).all():
-            raise ScheduleError(f"cannot turn non-finite point {values.tolist()} into a schedule")
+            raise UsageError(f"cannot turn non-finite point {values.tolist()} into a schedule")
         parts, offset = [], 0
         for upper, d in self.blocks:
             rounded = torch.floor(values[offset:offset + d] + 0.5).clamp(0, upper).long().tolist()
@@ -171,7 +168,7 @@ class ScheduleSpace:
 
     def check_member(self, schedule: Schedule) -> None:
         if not self.contains(schedule):
-            raise ScheduleError(f"schedule {schedule} (T = {schedule.num_timesteps}) is not in {self}")
+            raise UsageError(f"schedule {schedule} (T = {schedule.num_timesteps}) is not in {self}")
 
     def __str__(self) -> str:
         first = "free first step" if self.free_first_step else f"first step fixed at {self.num_timesteps - 1}"
@@ -251,7 +248,7 @@ class ScheduleSpace:
                 picked.append(schedule)
         # Rejection keeps missing: the space is (nearly) exhausted, so it is small.
         if self.size() > ENUMERATION_LIMIT:
-            raise SearchError(f"could not find {count} new schedules in {self}")
+            raise UsageError(f"could not find {count} new schedules in {self}")
         left = [s for s in self.enumerate() if s not in seen]
         order = torch.randperm(len(left), generator=generator).tolist()
         return picked + [left[i] for i in order[: count - len(picked)]]

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from ..files import atomic_write_text
-from ..schedules import Schedule, ScheduleError
-from .space import SearchError
+from ..errors import UsageError
+from ..schedules import Schedule
 
 SOURCES = ("baseline", "initial", "botorch", "random", "paper")
 # Config keys that may change between a search and its resumption.
@@ -165,8 +165,8 @@ class _Contents:
     confirmations: List[Confirmation] = field(default_factory=list)
 
 
-def _garbled(path: str, why: str) -> SearchError:
-    return SearchError(
+def _garbled(path: str, why: str) -> UsageError:
+    return UsageError(
         f"trial log {path} is not a valid trial log ({why}); remove it or choose another --log"
     )
 
@@ -176,7 +176,7 @@ def _read(path: str, num_timesteps: int) -> _Contents:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise SearchError(f"cannot read trial log {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot read trial log {path}: {e.strerror or e}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -213,7 +213,7 @@ def _read(path: str, num_timesteps: int) -> _Contents:
                 confirmations.append(Confirmation.from_record(record, num_timesteps))
                 continue
             trial = Trial.from_record(record, num_timesteps)
-        except (KeyError, TypeError, ValueError, ScheduleError) as e:
+        except (KeyError, TypeError, ValueError, UsageError) as e:
             detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
             raise _garbled(path, f"line {number}: {detail}") from None
         if trial.index != len(trials):
@@ -247,7 +247,7 @@ class TrialLog:
         try:
             self._file = open(path, "a", encoding="utf-8")
         except OSError as e:
-            raise SearchError(f"cannot write trial log {path}: {e.strerror or e}") from None
+            raise UsageError(f"cannot write trial log {path}: {e.strerror or e}") from None
 
     @classmethod
     def open(
@@ -263,10 +263,10 @@ class TrialLog:
         try:
             header = {"kind": "header", "config": _normalised(config), "search": _normalised(search)}
         except (TypeError, ValueError) as e:
-            raise SearchError(f"the search config cannot be written as JSON: {e}") from None
+            raise UsageError(f"the search config cannot be written as JSON: {e}") from None
         exists = os.path.exists(path) and os.path.getsize(path) > 0
         if exists and not resume:
-            raise SearchError(
+            raise UsageError(
                 f"trial log {path} already exists; resume it, remove it or choose another --log"
             )
         contents = _read(path, num_timesteps) if exists else _Contents(None, [], False)
@@ -278,7 +278,7 @@ class TrialLog:
         search_differ = differing_keys(old.get("search", {}), header["search"], ignore_keys)
         differ += [k for k in search_differ if k not in differ]
         if differ:
-            raise SearchError(
+            raise UsageError(
                 f"trial log {path} was written for a different search "
                 f"({', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}); "
                 f"remove it or choose another --log"
@@ -305,7 +305,7 @@ class TrialLog:
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as e:  # a full disk: what is on disk may end in a torn line, which a resume drops
-            raise SearchError(f"cannot write trial log {self.path}: {e.strerror or e}") from None
+            raise UsageError(f"cannot write trial log {self.path}: {e.strerror or e}") from None
 
     def close(self) -> None:
         self._file.close()
@@ -336,14 +336,14 @@ def locked(path: str):
     try:
         handle = open(lock_path, "a+", encoding="utf-8")
     except OSError as e:
-        raise SearchError(f"cannot create the lock file {lock_path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot create the lock file {lock_path}: {e.strerror or e}") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise SearchError(f"trial log {path} is in use by another search (pid {holder}); wait for it to end "
+            raise UsageError(f"trial log {path} is in use by another search (pid {holder}); wait for it to end "
                               f"or choose another --log") from None
         handle.seek(0)
         handle.truncate()
@@ -364,4 +364,4 @@ def _write_all(path: str, header: Dict[str, Any], trials: List[Trial],
     try:
         atomic_write_text(path, text)
     except OSError as e:
-        raise SearchError(f"cannot write trial log {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot write trial log {path}: {e.strerror or e}") from None
