@@ -125,8 +125,6 @@ def test_time_samplers_and_training_refusals():
             check_training_options(*args)
         assert start in str(info.value) and "\n" not in str(info.value)
     check_training_options("default", "uniform", "reparam-multinomial", False)  # RDM trains it without the flag
-    with pytest.raises(ValueError, match="--not-diffusing-special-sym"):
-        build("multinomial", flag=False).corrupt(sentences(2), torch.tensor([1, 2]))
 
 
 def rdm_closed_form(d, x0_token, t):

@@ -365,6 +365,21 @@ def test_plot_writes_a_png(tmp_path, reference):
     assert [p.name for p in tmp_path.iterdir()] == ["trials.png"]  # no temporary file left
 
 
+def test_every_source_of_trials_is_plotted_where_its_trials_are():
+    from fairseq_tp.search.plot import trials_figure
+    from fairseq_tp.search.trial_log import SOURCES, Trial
+    space = ScheduleSpace(T, N)
+    schedules = [space.baseline()] + space.initial_design(2 * len(SOURCES) - 1, 0)
+    trials = [Trial(i, schedule, bleu=10.0 + 3 * i, source=SOURCES[i % len(SOURCES)], model_s=0.0, optimiser_s=0.0,
+                    time=0.0) for i, schedule in enumerate(schedules)]
+    scores_axes, steps_axes = trials_figure(trials, space).axes
+    plotted = {c.get_label(): [tuple(xy) for xy in c.get_offsets()] for c in scores_axes.collections}
+    for source in SOURCES:  # the paper's strategy's trials had no colour and crashed --plot
+        assert plotted[source] == [(t.index, t.bleu) for t in trials if t.source == source]
+    where_steps = sorted(tuple(xy) for c in steps_axes.collections for xy in c.get_offsets())
+    assert where_steps == sorted((t.index, step) for t in trials for step in t.schedule.timesteps)
+
+
 def test_equal_scores_do_not_break_the_botorch_search(tmp_path):
     import warnings
 

@@ -29,7 +29,6 @@ class MultinomialDiffusion(DiscreteDiffusion):
     keeps_special_positions = True
     # RDM asserts --not-diffusing-special-sym for vanilla multinomial training; the reparameterised
     # variant trains without it too, noising pad/bos/eos.
-    requires_not_diffusing_special_sym = True
 
     def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
                  noise_scheduler_type="cosine", decoder_loss_type="orig", lambda_direct_xentropy=-1.0,
@@ -94,10 +93,6 @@ class MultinomialDiffusion(DiscreteDiffusion):
             unnormed = torch.where(to_x0, log_x0, log_marginal_s + self.transition(log_xt, t, s, non_special))
         return torch.log_softmax(unnormed, dim=-1)
 
-    def check_training(self):
-        if self.requires_not_diffusing_special_sym and not self.not_diffusing_special_sym:
-            raise UsageError(SPECIALS_REQUIRED)
-
     def noise_probs(self) -> torch.Tensor:
         """The noise distribution tokens are drawn from, pad/bos/eos at 0 (RDM gives them log-prob -30)."""
         return self.noise_log_prob.exp().index_fill(0, torch.tensor(self.special_ids, device=self.noise_log_prob.device), 0.0)
@@ -114,8 +109,9 @@ class MultinomialDiffusion(DiscreteDiffusion):
 
     def corrupt(self, x0, t):
         """Draws x_t ~ q(x_t | x0) as "keep x0 with probability abar_t, else a noise token": the
-        same law as ``marginal`` without its [B, L, V] tensors, which cost more than the network."""
-        self.check_training()
+        same law as ``marginal`` without its [B, L, V] tensors, which cost more than the network.
+        (Vanilla multinomial trains only with not_diffusing_special_sym, as RDM asserts:
+        ``training.check_training_options`` refuses it before training starts.)"""
         keep = torch.rand(x0.shape, device=x0.device) < self.log_abar(t).view(-1, 1).exp()
         keep = (keep & self.non_special(x0)) | self._protected(x0)
         return {"x_t": torch.where(keep, x0, self._draw_noise(x0))}
@@ -193,7 +189,6 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
     x0 with probability (abar_s - abar_t) / (1 - abar_t)) and the start tokens.
     """
 
-    requires_not_diffusing_special_sym = False
 
     def __init__(self, num_timesteps, vocab_size, pad, bos, eos, mask,
                  noise_scheduler_type="cosine", reweighting_type="linear",

@@ -111,6 +111,30 @@ def plain_layer_forward(layer, x, encoder_states, encoder_mask, padding_mask, ca
     return x
 
 
+def is_plain_encoder_layer(layer) -> bool:
+    """A fairseq encoder layer whose self-attention :func:`attend` can stand in for."""
+    attn = layer.self_attn
+    return attn.bias_k is None and not attn.add_zero_attn and not getattr(attn, "use_xformers", False)
+
+
+def plain_encoder_layer_forward(layer, x, padding_mask):
+    """fairseq's ``TransformerEncoderLayer.forward`` at inference (no attention mask), the
+    self-attention written out (:func:`attend`)."""
+    residual = x
+    if layer.normalize_before:
+        x = layer.self_attn_layer_norm(x)
+    x = layer.residual_connection(attend(layer.self_attn, x, x, padding_mask), residual)
+    if not layer.normalize_before:
+        x = layer.self_attn_layer_norm(x)
+    residual = x
+    if layer.normalize_before:
+        x = layer.final_layer_norm(x)
+    x = layer.residual_connection(layer.fc2(layer.activation_fn(layer.fc1(x))), residual)
+    if not layer.normalize_before:
+        x = layer.final_layer_norm(x)
+    return x
+
+
 def attend(attention, query, states, padding_mask, cache=None):
     """fairseq's ``MultiheadAttention`` at inference (no dropout): ``query`` [L, B, D] attends to
     ``states`` [S, B, D], skipping positions where ``padding_mask`` [B, S] is set.  With ``cache``
@@ -142,6 +166,30 @@ class DiffusionTransformerEncoder(TransformerEncoderBase):
         super().__init__(cfg, dictionary, embed_tokens)
         dim = cfg.encoder.embed_dim
         self.pe_fusion_ffn = nn.Linear(2 * dim, dim)
+        self.plain_layers = all(is_plain_encoder_layer(layer) for layer in self.layers)
+
+    def forward_scriptable(self, src_tokens, src_lengths=None, return_all_hiddens: bool = False,
+                           token_embeddings=None):
+        if self.training or return_all_hiddens or not self.plain_layers:
+            return super().forward_scriptable(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+        return self.encode_for_inference(src_tokens, token_embeddings)
+
+    def encode_for_inference(self, src_tokens, token_embeddings=None):
+        """fairseq's encoder forward at inference, the layers' attention written out (:func:`attend`:
+        torch's attention and softmax are slow on short CPU rows)."""
+        padding_mask = src_tokens.eq(self.padding_idx)
+        has_pads = bool(padding_mask.any())
+        x, embedding = self.forward_embedding(src_tokens, token_embeddings)
+        if has_pads:
+            x = x * (1 - padding_mask.unsqueeze(-1).type_as(x))
+        x = x.transpose(0, 1)
+        for layer in self.layers:
+            x = plain_encoder_layer_forward(layer, x, padding_mask if has_pads else None)
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        lengths = src_tokens.ne(self.padding_idx).sum(dim=1, dtype=torch.int32).reshape(-1, 1).contiguous()
+        return {"encoder_out": [x], "encoder_padding_mask": [padding_mask], "encoder_embedding": [embedding],
+                "encoder_states": [], "fc_results": [], "src_tokens": [], "src_lengths": [lengths]}
 
     def forward_embedding(self, src_tokens, token_embedding=None):
         if token_embedding is None:

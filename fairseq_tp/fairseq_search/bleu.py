@@ -96,5 +96,5 @@ def _fairseq_scorer():
 
 
 def build_bleu(kind: str):
-    """The scorer named by ``--bleu`` (already checked against BLEU_KINDS by the search config)."""
-    return SacreBleu() if kind == "sacrebleu" else TokenizedBleu()
+    """The scorer named by ``--bleu`` (one of BLEU_KINDS: the search config's ChoiceEnum checks it)."""
+    return {"sacrebleu": SacreBleu, "tokenized": TokenizedBleu}[str(kind)]()

@@ -8,6 +8,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..errors import UsageError
 from ..search import SEARCHED, STRATEGIES, SearchSettings
+from ..search.front import check_target
 from .bleu import BLEU_KINDS
 
 
@@ -154,15 +155,13 @@ class SearchConfig(FairseqDataclass):
         several = len(self.steps_list) > 1
         if not several and (self.target is not None or self.front_plot is not None):
             raise UsageError("--target and --front-plot need several --steps (e.g. --steps 2,3,4,6)")
-        if several and not 0 < self.front_target <= 1:
-            raise UsageError(f"--target must be a share of the all-steps BLEU in (0, 1], got {self.target}")
+        if several:
+            check_target(self.front_target)
         if several and self.plot is not None:
             raise UsageError("--plot draws one search; with several --steps use --front-plot")
         shots = self.shot_count
         if shots is not None and shots < 1:
             raise UsageError(f"--shots must be a positive number or 'all', got {self.shots}")
-        if self.bleu not in BLEU_KINDS:
-            raise UsageError(f"--bleu must be one of {', '.join(BLEU_KINDS)}, got '{self.bleu}'")
         if not 0 <= self.min_confidence < 1:
             raise UsageError(f"--min-confidence must be a share in [0, 1), got {self.min_confidence}")
         if several and self.min_confidence:

@@ -98,10 +98,7 @@ class Schedule:
     # -- named spacings ---------------------------------------------------
     @classmethod
     def named(cls, spacing: str, steps: int, num_timesteps: int) -> "Schedule":
-        if spacing not in SPACINGS:
-            raise UsageError(
-                f"unknown schedule spacing '{spacing}' (choose from {', '.join(SPACINGS)})"
-            )
+        _check_spacing(spacing)
         _check_steps(f"{spacing}:{steps}", steps, num_timesteps)
         T, N = num_timesteps, steps
         if spacing == "uniform":
@@ -151,10 +148,16 @@ def _checked_rates(rates, passes: int) -> Tuple[float, ...]:
     return rounded
 
 
-def _check_steps(text: str, steps: int, num_timesteps: int) -> None:
+def _check_spacing(spacing: str) -> None:
+    if spacing not in SPACINGS:
+        raise UsageError(f"unknown schedule spacing '{spacing}' (choose from {', '.join(SPACINGS)})")
+
+
+def _check_steps(text: str, steps: int, num_timesteps: Optional[int] = None) -> None:
+    """N >= 1, and N <= T once T is known."""
     if steps < 1:
         raise UsageError(f"{text}: the number of steps must be at least 1")
-    if steps > num_timesteps:
+    if num_timesteps is not None and steps > num_timesteps:
         raise UsageError(
             f"{text} asks for {steps} steps but the model has only T = {num_timesteps}"
         )
@@ -209,16 +212,12 @@ class ScheduleSpec:
         named = _NAMED_RE.match(text)
         if named and not os.path.exists(text):
             spacing, count = named.group(1).lower(), named.group(2).strip()
-            if spacing not in SPACINGS:
-                raise UsageError(
-                    f"unknown schedule spacing '{spacing}' (choose from {', '.join(SPACINGS)})"
-                )
+            _check_spacing(spacing)
             try:
                 steps = int(count)
             except ValueError:
                 raise UsageError(f"{text}: the number of steps must be an integer") from None
-            if steps < 1:
-                raise UsageError(f"{text}: the number of steps must be at least 1")
+            _check_steps(text, steps)
             return cls(text, spacing=spacing, steps=steps)
         return cls._from_file(text)
 

@@ -56,13 +56,17 @@ def choose(points: Sequence[FrontPoint], target: float):
     return max(points, key=lambda p: (p.share, -p.steps)), False
 
 
+def check_target(target: float) -> None:
+    if not 0 < target <= 1:
+        raise UsageError(f"--target must be a share of the all-steps BLEU in (0, 1], got {target}")
+
+
 def search_front(objective: Objective, num_timesteps: int, steps: Sequence[int], settings: SearchSettings, *,
                  target: float, log_path: Callable[[int], str], config: Dict[str, Any], resume: bool = False,
                  free_first_step: bool = False, progress: bool = True, searched: str = "timesteps",
                  curve: Optional[Callable[[int], Tuple[float, ...]]] = None) -> Front:
     """One search per N in ``steps`` (ascending), sharing ``settings`` but for the divided budget."""
-    if not 0 < target <= 1:
-        raise UsageError(f"--target must be a share of the all-steps BLEU in (0, 1], got {target}")
+    check_target(target)
     steps = sorted(set(steps))
     spaces = [ScheduleSpace(num_timesteps, n, free_first_step, searched, curve(n) if curve else None) for n in steps]
     budgets = divide_budget(settings.budget, spaces)

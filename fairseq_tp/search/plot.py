@@ -15,8 +15,14 @@ _COLOURS = {"baseline": "black", "initial": "tab:gray", "botorch": "tab:blue", "
 
 def plot_trials(trials: Sequence[Trial], space: ScheduleSpace, path: str,
                 confirmations: Sequence[Confirmation] = ()) -> None:
-    """Write the figure to ``path`` atomically; the format follows the extension (PNG if none).
-    ``confirmations`` are drawn at their trial's index, as their BLEU on the confirmation sentences."""
+    """Write :func:`trials_figure` to ``path`` atomically; the format follows the extension (PNG if none)."""
+    _save_atomically(trials_figure(trials, space, confirmations), path)
+
+
+def trials_figure(trials: Sequence[Trial], space: ScheduleSpace, confirmations: Sequence[Confirmation] = ()) -> Figure:
+    """BLEU per trial, one colour per source (labelled by source), the best so far, the baseline; below,
+    each trial's timesteps. ``confirmations`` are drawn at their trial's index, as their BLEU on the
+    confirmation sentences."""
     if not trials:
         raise ValueError("no trials to plot")
     # A bare Figure with the Agg canvas: no pyplot, so the caller's backend is left alone.
@@ -56,7 +62,7 @@ def plot_trials(trials: Sequence[Trial], space: ScheduleSpace, path: str,
     steps_axes.set_ylim(-0.02 * space.num_timesteps, 1.02 * (space.num_timesteps - 1))
     steps_axes.set_xlabel("trial")
     steps_axes.set_ylabel("timestep (best in red)")
-    _save_atomically(figure, path)
+    return figure
 
 
 def _save_atomically(figure: Figure, path: str) -> None:
