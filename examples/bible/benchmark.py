@@ -38,6 +38,14 @@ DEFAULT_WORK = os.environ.get("FAIRSEQ_TP_BIBLE", os.path.expanduser("~/.cache/f
 # (R = 1 in the search).  Continuous: DDIM with eta 0 from a random x_T (the search's default 4 noise draws).
 REPARAM = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]
 DECODING = {"absorbing": REPARAM, "reparam-multinomial": REPARAM, "multinomial": REPARAM, "continuous": []}
+DISTILLED = "-distilled"  # train.sh's suffix for a model trained on the teacher's outputs (DATA=distilled)
+
+
+def decoding_of(name):
+    """The decoding flags of a benchmarked model, e.g. 'absorbing' or 'absorbing-distilled'."""
+    return DECODING[name.removesuffix(DISTILLED)]
+
+
 STRATEGIES = (("botorch", "tp-4-20shot"), ("random", "random-4-20shot"), ("paper", "paper-4-20shot"))
 
 
@@ -91,7 +99,7 @@ class Bench:
 
         output = os.path.join(self.searches, f"{model}.{name}.json")
         argv = [self.bin, "--path", self.checkpoint(model), "--steps", str(steps), "--batch-size", "100",
-                "--no-progress-bar", "--output", output, "--remove-bpe", *DECODING[model], "--shots", str(shots),
+                "--no-progress-bar", "--output", output, "--remove-bpe", *decoding_of(model), "--shots", str(shots),
                 "--seed", str(seed), "--strategy", strategy, "--budget", str(self.args.budget)]
         record = self.finished_search(output, steps=steps, shots=shots, seed=seed, strategy=strategy)
         if record is not None:
@@ -125,7 +133,7 @@ class Bench:
             return None
         with open(log) as f:
             budget = json.loads(f.readline()).get("config", {}).get("budget")
-        decoding, flags = record.get("decoding", {}), DECODING[self.model_of(output)]
+        decoding, flags = record.get("decoding", {}), decoding_of(self.model_of(output))
         strategy_flag = flags[flags.index("--decoding-strategy") + 1] if "--decoding-strategy" in flags else "default"
         same = ({k: record.get(k) for k in wanted} == wanted and budget == self.args.budget
                 and decoding.get("argmax") == ("--argmax-decoding" in flags)
@@ -148,7 +156,7 @@ class Bench:
         from fairseq_tp.fairseq_search import SubsetDecoder
 
         decoder = SubsetDecoder([self.bin, "--path", self.checkpoint(model), "--batch-size", "100", "--remove-bpe",
-                                 *DECODING[model]], subset="test", scorer=self.scorer, limit=self.args.limit,
+                                 *decoding_of(model)], subset="test", scorer=self.scorer, limit=self.args.limit,
                                  schedules_per_batch=8)
         return decoder.objective(seed=1), decoder.num_timesteps
 
@@ -191,7 +199,7 @@ class Bench:
                 entry["uniform_few_shot_bleu"] = round(statistics.mean(r["uniform_few_shot_bleu"] for r in runs), 2)
                 entry["replicates"] = runs[0]["replicates"]
             rows.append(entry)
-        return {"decoding": " ".join(DECODING[model]) or "ddim, eta 0", "rows": rows}
+        return {"decoding": " ".join(decoding_of(model)) or "ddim, eta 0", "rows": rows}
 
     def sweep_rows(self, model, steps):
         """How many steps keep the all-steps BLEU: uniform-N and a 20-shot botorch search per N (seed 1)."""
@@ -265,6 +273,8 @@ def run_info(args, model, bench):
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
             "repeats": args.repeats, "full_repeats": args.full_repeats or args.repeats}
+    if model != "copy":
+        info["data"] = "distilled" if model.endswith(DISTILLED) else "raw"  # the targets it was trained on
     updates = None if model == "copy" else bench.updates(model)
     if updates is not None:
         info["checkpoint_updates"] = updates
@@ -293,8 +303,13 @@ def main():
     parser.add_argument("--sweep", nargs="+", type=int, default=None, metavar="N",
                         help="instead of the table's rows: uniform-N and searched-N test BLEU for these N "
                              "(how many steps keep the all-steps BLEU), stored under 'sweeps'")
+    parser.add_argument("--data", choices=["raw", "distilled"], default="raw",
+                        help="the diffusion models' training targets: raw (the paper's setting) or distilled "
+                             "(train.sh DATA=distilled: the transformer's beam outputs); stored as MODEL-distilled")
     parser.add_argument("--results", default=None, help="default results/TASK.json beside this script")
     args = parser.parse_args()
+    if args.data == "distilled":
+        args.models = [m if m in ("copy", "transformer") else m + DISTILLED for m in args.models]
     args.results = args.results or os.path.join(HERE, "results", f"{args.task}.json")
     bench_dir = os.path.join(args.work, args.task, "text", "test.ref.tgt")
     if not os.path.isfile(bench_dir):
@@ -346,7 +361,10 @@ def markdown(results) -> str:
     lines = [f"Task {results['task']}, test set; BLEU: sacreBLEU {results['scorer']}", "",
              "| model | row | steps (NFE) | test BLEU | sentences/s | speed-up vs all steps | few-shot BLEU "
              "(uniform-4) | search s: total = decoding + optimiser |", "|---|---|---|---|---|---|---|---|"]
-    models = sorted(results["models"], key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))
+    def order(name):
+        base = name.removesuffix(DISTILLED)
+        return (ORDER.index(base) if base in ORDER else len(ORDER), name.endswith(DISTILLED))
+    models = sorted(results["models"], key=order)
     for model in models:
         for r in results["models"][model]["rows"]:
             bleu = f"{r['bleu']:.2f}" + (f" ± {r['bleu_sd']:.2f}" if r.get("bleu_sd") else "")
