@@ -21,6 +21,6 @@ setup(
         "numpy",
     ],
     # paper: the Temporal Pruning paper's own search (--strategy paper), a baseline
-    extras_require={"test": ["pytest"], "examples": ["subword-nmt", "sacremoses"], "paper": ["scikit-optimize>=0.10"]},
+    extras_require={"test": ["pytest", "pytest-xdist"], "examples": ["subword-nmt", "sacremoses"], "paper": ["scikit-optimize>=0.10"]},
     entry_points={"console_scripts": ["fairseq-tp-search = fairseq_tp.fairseq_search.cli:main"]},
 )

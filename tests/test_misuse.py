@@ -222,6 +222,15 @@ def test_a_refused_command_prints_its_one_line_and_nothing_else(tmp_path):
     assert help_run.returncode == 0 and help_run.stderr == "" and "--confirm-top" in help_run.stdout
 
 
+def test_a_search_without_steps_is_an_argparse_error(tmp_path, capsys):
+    from fairseq_tp.fairseq_search.cli import parse
+    with pytest.raises(SystemExit) as refused:
+        parse([str(tmp_path), "--path", "x.pt"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "fairseq-tp-search: error: the following arguments are required: --steps"
+
+
 from test_search_cli import transformer_checkpoint  # noqa: E402,F401 -- the fixture
 
 

@@ -45,6 +45,10 @@ REFUSED = [
     (["--decoder-use-rpe"], "--decoder-use-rpe"),
     (["--src-embedding-copy"], "--src-embedding-copy"),
     (["--diffusion-type", "multinomial"], "--diffusion-type multinomial needs --not-diffusing-special-sym"),
+    # fairseq translation options RDM's task ignored
+    (["--load-alignments"], "--load-alignments"),
+    (["--truncate-source"], "--truncate-source"),
+    (["--num-batch-buckets", "2"], "--num-batch-buckets"),
 ]
 # fairseq-generate options RDM's generator reads, refused when they cannot be honoured.
 REFUSED_WHEN_DECODING = [
@@ -122,3 +126,12 @@ def test_refused_in_one_line_before_decoding(flags, start, toy_data):
     with pytest.raises(UsageError) as info:  # by the task (option values) or its generator (the model's family)
         tasks.setup_task(cfg.task).build_generator([model.eval()], cfg.generation)
     assert info.value.message.startswith(start) and "\n" not in info.value.message
+
+
+def test_required_seq_len_multiple_pads_the_batches(toy_data):
+    """fairseq's --required-seq-len-multiple, which RDM's task dropped."""
+    _, task, _, _ = build(toy_data, ["--required-seq-len-multiple", "8"])
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    batch = dataset.collater([dataset[i] for i in range(6)])
+    assert batch["net_input"]["src_tokens"].size(1) % 8 == 0 and batch["target"].size(1) % 8 == 0

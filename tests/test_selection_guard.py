@@ -73,8 +73,8 @@ def test_sentence_statistics_sum_to_the_corpus_statistics_of_the_translations(to
     valid = loaded.subset("valid", "--gen-subset")
     space = ScheduleSpace(50, 3)
     schedules = [space.baseline()] + space.initial_design(2, 0)
-    cached = loaded.objective(valid, range(12), SacreBleu(), seed=1, schedules_per_batch=8, replicates=2)
-    cached.keep_sentence_statistics = True  # as tune() sets it under --min-confidence
+    cached = loaded.objective(valid, range(12), SacreBleu(), seed=1, schedules_per_batch=8, replicates=2,
+                              keep_sentence_statistics=True)  # as tune() builds it under --min-confidence
     cached.evaluate(schedules)  # fills the per-sentence cache
     fresh = loaded.objective(valid, range(12), SacreBleu(), seed=1, schedules_per_batch=8, replicates=2)
     from_cache, decoded = cached.sentence_statistics(schedules), fresh.sentence_statistics(schedules)

@@ -159,7 +159,7 @@ multinomial_search_and_decode() {
       "${decoding[@]}" --output "$dir/schedule.json" --plot "$dir/search.png" --no-progress-bar > "$dir/search.out" \
       2> "$dir/search.log" || { tail -5 "$dir/search.log"; return 1; }
   {
-    grep -E "^(uniform|searched) |chose|kept|wrote" "$dir/search.out" || true
+    grep -E "^(uniform|searched) |<- written|chose|kept|wrote" "$dir/search.out" || true
     echo
     python "$here/test_table.py" --json "$dir/test.json" --seeds 1 2 3 --schedule uniform:50=uniform:50 \
         --schedule uniform:4=uniform:4 --schedule "searched:4=$dir/schedule.json" -- \

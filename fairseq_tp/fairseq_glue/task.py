@@ -105,6 +105,14 @@ class DiffusionTranslationTask(TranslationTask):
         check_training_options(str(cfg.q_sample_mode), str(cfg.time_sampler_type))
         if cfg.beam_within_length < 1:
             raise UsageError(f"--beam-within-length must be at least 1, got {cfg.beam_within_length}")
+        if cfg.load_alignments:
+            raise UsageError("--load-alignments: diffusion_translation has no use for word alignments")
+        if cfg.truncate_source:  # fairseq truncates before the <bos> this task prepends: one position too long
+            raise UsageError("--truncate-source is not supported by diffusion_translation; drop or shorten the "
+                             "long sources, or skip them with --skip-invalid-size-inputs-valid-test")
+        if cfg.num_batch_buckets:  # fairseq 0.12 buckets with numpy.percentile(interpolation=), gone in numpy 2
+            raise UsageError("--num-batch-buckets is not supported by diffusion_translation (fairseq 0.12's "
+                             "bucketing calls numpy.percentile with an argument numpy 2 removed)")
 
     @property
     def wants_ema_weights(self) -> bool:
@@ -126,6 +134,9 @@ class DiffusionTranslationTask(TranslationTask):
             left_pad_source=self.cfg.left_pad_source, left_pad_target=self.cfg.left_pad_target,
             max_source_positions=self.cfg.max_source_positions, max_target_positions=self.cfg.max_target_positions,
             prepend_bos=True,  # the target is <bos> words <eos>, as RDM trains it
+            pad_to_multiple=self.cfg.required_seq_len_multiple,
+            # shuffle stays load_langpair_dataset's default (every split), as RDM's task loads it: the same
+            # batches as RDM's generator for the same --seed
         )
 
     def get_batch_iterator(self, dataset, **kwargs):

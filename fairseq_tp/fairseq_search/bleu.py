@@ -55,13 +55,15 @@ class SacreBleu:
         """[hyp length, ref length, matches 1-4, totals 1-4] summed over the sentences (sacreBLEU's own)."""
         if not translations:
             return [0] * 10
-        hyps = [t.detokenized for t in translations]
-        refs = [t.reference for t in translations]
-        per_sentence = self._metric._extract_corpus_statistics(hyps, [refs])
-        return [int(sum(column)) for column in zip(*per_sentence)]
+        score = self._metric.corpus_score([t.detokenized for t in translations], [[t.reference for t in translations]])
+        return [int(n) for n in (score.sys_len, score.ref_len, *score.counts, *score.totals)]
 
     def from_statistics(self, stats: Sequence[int]) -> float:
-        return float(self._metric._compute_score_from_stats(list(stats)).score)
+        metric, order = self._metric, self._metric.max_ngram_order
+        return float(metric.compute_bleu(
+            correct=list(stats[2:2 + order]), total=list(stats[2 + order:]), sys_len=int(stats[0]),
+            ref_len=int(stats[1]), smooth_method=metric.smooth_method, smooth_value=metric.smooth_value,
+            effective_order=metric.effective_order, max_ngram_order=order).score)
 
 
 class TokenizedBleu:

@@ -88,11 +88,11 @@ def _parse(argv: List[str], with_search: bool):
             parser.description = "Search a diffusion checkpoint's N-step decoding schedule against few-shot BLEU."
             group = parser.add_argument_group("schedule search")
             gen_parser_from_dataclass(group, SearchConfig())
-            for action in group._group_actions:
-                if set(action.option_strings) & set(required_options()):
-                    action.required = True
             parser.set_defaults(gen_subset="valid")
         args = options.parse_args_and_arch(parser, input_args=argv)
+        missing = [flag for flag in required_options() if getattr(args, flag[2:].replace("-", "_")) is None]
+        if with_search and missing:  # argparse's own words for a required option
+            parser.error("the following arguments are required: " + ", ".join(missing))
         if args.task != "diffusion_translation":
             parser.error(f"--task must be diffusion_translation, got '{args.task}'")
         return args, convert_namespace_to_omegaconf(args)

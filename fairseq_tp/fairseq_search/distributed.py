@@ -9,7 +9,7 @@ search's exactly.  Without torchrun (WORLD_SIZE unset or 1) nothing here is used
 import datetime
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -23,6 +23,11 @@ FIRST_FAILURE = "fairseq_tp/first_failure"  # key in the process group's store
 
 def world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def shard() -> Tuple[int, int]:
+    """(rank, world size) of this process: batch b of an objective is decoded by rank b mod world size."""
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def start(timeout_s: float, use_cuda: bool) -> int:
@@ -48,7 +53,6 @@ class ShardedObjective:
 
     def __init__(self, objective, confirmation=None):
         self.objective, self.confirmation = objective, confirmation
-        _take_shard(objective, confirmation)
 
     def evaluate(self, schedules: Sequence[Schedule]):
         return self.objective.scores(_summed(self.objective, list(schedules)))
@@ -65,7 +69,6 @@ class ShardedObjective:
 
 def serve(objective, confirmation=None) -> None:
     """A rank other than 0: decode its share of every evaluation and confirmation until rank 0 closes."""
-    _take_shard(objective, confirmation)
     while True:
         message: List[Optional[tuple]] = [None]
         dist.broadcast_object_list(message, src=0)
@@ -76,13 +79,6 @@ def serve(objective, confirmation=None) -> None:
             _summed(objective, schedules)
         else:
             _gathered(confirmation, schedules)
-
-
-def _take_shard(*objectives) -> None:
-    """This rank decodes batches b with b mod world size == rank of each objective."""
-    for objective in objectives:
-        if objective is not None:
-            objective.shard = (dist.get_rank(), dist.get_world_size())
 
 
 def _gathered(objective, schedules: Optional[list]) -> None:

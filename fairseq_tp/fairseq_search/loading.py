@@ -73,13 +73,14 @@ class LoadedModel:
         return self.task.dataset(name)
 
     def objective(self, dataset, sentence_ids, bleu, *, seed: int, schedules_per_batch: int,
-                  replicates: int = 1) -> FewShotBleu:
+                  replicates: int = 1, **options) -> FewShotBleu:
+        """``options``: FewShotBleu's ``shard`` and ``keep_sentence_statistics``."""
         cfg = self.cfg
         return FewShotBleu(self.model, self.generator, dataset, sentence_ids, bleu, seed=seed,
                            max_tokens=cfg.dataset.max_tokens, batch_size=cfg.dataset.batch_size,
                            schedules_per_batch=schedules_per_batch, replicates=replicates,
                            post_process=cfg.common_eval.post_process,
-                           decode_fn=text_post_processing(cfg, self.task), use_cuda=self.use_cuda)
+                           decode_fn=text_post_processing(cfg, self.task), use_cuda=self.use_cuda, **options)
 
 
 def load_for_decoding(cfg) -> LoadedModel:

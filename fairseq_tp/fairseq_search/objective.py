@@ -51,17 +51,20 @@ class FewShotBleu:
     def __init__(self, model, generator: DiffusionGenerator, dataset, sentence_ids: Sequence[int], bleu, *,
                  seed: int, max_tokens: Optional[int], batch_size: Optional[int], schedules_per_batch: int,
                  replicates: int = 1, post_process: Optional[str] = None,
-                 decode_fn: Callable[[str], str] = lambda x: x, use_cuda: bool = False):
+                 decode_fn: Callable[[str], str] = lambda x: x, use_cuda: bool = False,
+                 shard: Tuple[int, int] = (0, 1), keep_sentence_statistics: bool = False):
+        """``shard``: (rank, world size), which batches this process decodes in statistics().
+        ``keep_sentence_statistics``: keep each shot's statistics for sentence_statistics() (the
+        --min-confidence guard); it costs a scorer call a sentence."""
         self.model, self.generator, self.dataset, self.bleu = model, generator, dataset, bleu
         self.sentence_ids = list(sentence_ids)
         self.seed, self.schedules_per_batch, self.replicates = seed, schedules_per_batch, replicates
         self.post_process, self.decode_fn, self.use_cuda = post_process, decode_fn, use_cuda
         self.tgt_dict = generator.tgt_dict
         self.batches = self._batches(max_tokens, batch_size)
-        self.shard = (0, 1)  # (rank, world size): which batches this process decodes in statistics()
+        self.shard, self.keep_sentence_statistics = shard, keep_sentence_statistics
         self._encoded: Dict[int, Tuple[dict, Encoded]] = {}
         self._sentence_stats: Dict[Tuple[Schedule, int], Dict[int, List[int]]] = {}  # (schedule, draw) -> id -> stats
-        self.keep_sentence_statistics = False  # per-sentence BLEU costs a scorer call a sentence: only for the guard
 
     # -- the Objective protocol -------------------------------------------
     def evaluate(self, schedules: Sequence[Schedule]) -> List[Union[float, List[float]]]:

@@ -83,15 +83,16 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
                       "default: decoding is deterministic" if deterministic else
                       f"default: decoding draws random numbers, so each schedule is scored over {replicates} "
                       f"noise draws")
+    shard = distributed.shard()
     objective = loaded.objective(dataset, shot_ids, bleu, seed=seed, schedules_per_batch=search.schedules_per_batch,
-                                 replicates=replicates)
+                                 replicates=replicates, shard=shard,
+                                 keep_sentence_statistics=bool(search.min_confidence))
     local_objective = objective  # rank 0 decodes the --min-confidence test alone
-    objective.keep_sentence_statistics = bool(search.min_confidence)
     confirm_ids = decodable(loaded, dataset, confirmation_sentences(len(dataset), shot_ids, search, shot_seed), subset,
                             skip)
     confirmation_objective = loaded.objective(dataset, confirm_ids, bleu, seed=seed,
                                               schedules_per_batch=search.schedules_per_batch,
-                                              replicates=replicates) if confirm_ids else None
+                                              replicates=replicates, shard=shard) if confirm_ids else None
     if distributed.world() > 1:
         if torch.distributed.get_rank() != 0:
             distributed.serve(objective, confirmation_objective)  # until rank 0 has searched and confirmed
