@@ -76,3 +76,22 @@ def test_multinomial_shows_the_degradation_the_paper_reports(tmp_path):
     _, full = decode(tmp_path / "50", "multinomial", SETTINGS["s50-b1-default"][1])
     _, four = decode(tmp_path / "4", "multinomial", SETTINGS["s4-b1-default"][1])
     assert four > full + 20
+
+
+
+@pytest.mark.parametrize("setting,steps", [("s10-b1-reparam-uncond-cosine", 10), ("s4-b3-reparam-cond-linear", 4)])
+def test_subset_decoder_scores_rdms_hypotheses(setting, steps):
+    """The benchmarks' decoding-only API (fairseq-generate's command line, no --steps): sacreBLEU of RDM's own
+    hypotheses against the raw references."""
+    import sacrebleu
+
+    from fairseq_tp.fairseq_search.decoder import SubsetDecoder
+    from fairseq_tp.schedules import Schedule
+
+    flags = SETTINGS[setting][1].split()
+    flags = [f for i, f in enumerate(flags) if f != "--tp-schedule" and (i == 0 or flags[i - 1] != "--tp-schedule")]
+    decoder = SubsetDecoder([str(RDM / "data-bin"), "--path", str(RDM / "absorbing.pt"), "--cpu", *flags])
+    rdm = rdm_hypotheses("absorbing", setting)
+    references = (RDM / "raw" / "test.tgt").read_text().splitlines()
+    expected = sacrebleu.corpus_bleu([rdm[i] for i in range(len(references))], [references]).score
+    assert decoder.bleu(Schedule.uniform(steps, decoder.num_timesteps)) == pytest.approx(expected, abs=1e-9)

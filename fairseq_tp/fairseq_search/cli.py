@@ -90,9 +90,10 @@ def _parse(argv: List[str], with_search: bool):
             gen_parser_from_dataclass(group, SearchConfig())
             parser.set_defaults(gen_subset="valid")
         args = options.parse_args_and_arch(parser, input_args=argv)
-        missing = [flag for flag in required_options() if getattr(args, flag[2:].replace("-", "_")) is None]
-        if with_search and missing:  # argparse's own words for a required option
-            parser.error("the following arguments are required: " + ", ".join(missing))
+        if with_search:  # argparse's own words for a required option
+            missing = [flag for flag in required_options() if getattr(args, flag[2:].replace("-", "_")) is None]
+            if missing:
+                parser.error("the following arguments are required: " + ", ".join(missing))
         if args.task != "diffusion_translation":
             parser.error(f"--task must be diffusion_translation, got '{args.task}'")
         return args, convert_namespace_to_omegaconf(args)
