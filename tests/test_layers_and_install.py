@@ -59,11 +59,13 @@ def test_the_layer_check_sees_relative_and_absolute_imports():
                     "from . import base": ["diffusion"]}
 
 
-def test_diffusion_and_schedule_import_no_fairseq():
-    code = ("import sys, fairseq_tp.diffusion, fairseq_tp.schedules, fairseq_tp.search; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'fairseq')))")
-    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == []
+def test_the_pure_layers_import_no_fairseq_and_the_search_no_botorch_until_used():
+    heavy = ("fairseq", "botorch", "gpytorch", "matplotlib")
+    code = ("import json, sys, fairseq_tp.diffusion, fairseq_tp.schedules, fairseq_tp.search; "
+            f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))); "
+            "fairseq_tp.search.BoTorchProposer; print(json.dumps('botorch' in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [[], True]
 
 
 def test_user_dir_resolves_beside_fairseq_after_pip_install(toy_data, checkpoints, tmp_path):

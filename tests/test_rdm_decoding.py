@@ -94,11 +94,13 @@ class StubModel:
     def __init__(self, kind, T):
         self.diffusion = diffusion(kind, T)
         self.seen = []
-        self.encoder = SimpleNamespace(reorder_encoder_out=lambda enc, index: {"rows": enc["rows"][index]})
-        self.decoder = self._decode
 
-    def _decode(self, tokens, enc, t, x_t=None, cross_attention_cache=None):
-        self.seen.append(dict(zip(enc["rows"].tolist(), t.tolist())))
+    def select_encoder_rows(self, enc, index):
+        return {"rows": enc["rows"][index]}
+
+    def denoise(self, tokens, enc, t, x_t=None, cross_attention_cache=None):
+        network_time = self.diffusion.network_time_at_decoding(t)  # as DiffusionTransformerModel.denoise
+        self.seen.append(dict(zip(enc["rows"].tolist(), network_time.tolist())))
         logits = torch.zeros(tokens.shape + (V,))
         logits[..., 5] = 3.0
         return logits

@@ -115,10 +115,10 @@ def test_result_accounts_for_time_and_picks_the_best(reference):
     result, _, _ = reference
     best = max(result.trials, key=lambda t: t.bleu)
     assert (result.best_schedule, result.best_bleu) == (best.schedule, best.bleu)
-    assert result.model_s == pytest.approx(sum(t.model_s for t in result.trials))
+    assert result.objective_s == pytest.approx(sum(t.objective_s for t in result.trials))
     assert result.optimiser_s == pytest.approx(sum(t.optimiser_s for t in result.trials))
     assert len(result.proposal_optimiser_s) == 3 and all(s > 0 for s in result.proposal_optimiser_s)
-    assert result.elapsed_s >= result.model_s and result.stopped_by == "budget"
+    assert result.elapsed_s >= result.objective_s and result.stopped_by == "budget"
     assert result.improvement == result.best_bleu - result.baseline_bleu
 
 
@@ -170,6 +170,19 @@ def test_objective_must_return_finite_scores(tmp_path):
         search(tmp_path, objective=CountingObjective(lambda s: float("nan")))
     with pytest.raises(UsageError, match="returned 1 scores for 7 schedules"):
         search(tmp_path, "other.jsonl", objective=type("Short", (), {"evaluate": lambda self, s: [1.0]})())
+
+
+def test_replicate_scores_are_searched_by_their_mean_and_kept(tmp_path):
+    def draws(s):  # two noise draws around the bump: mean bump(s), spread 2
+        return [bump(s) - 1.0, bump(s) + 1.0]
+
+    result, _ = search(tmp_path, objective=CountingObjective(draws), budget=8)
+    assert [t.replicates for t in result.trials] == [tuple(draws(t.schedule)) for t in result.trials]
+    assert [t.bleu for t in result.trials] == pytest.approx([bump(t.schedule) for t in result.trials])
+    with pytest.raises(UsageError, match=r"returned \[1.0, nan\] for schedule 49,36,23,11"):
+        search(tmp_path, "nan.jsonl", objective=CountingObjective(lambda s: [1.0, float("nan")]))
+    with pytest.raises(UsageError, match="returned no replicate scores for schedule 49,36,23,11"):
+        search(tmp_path, "empty.jsonl", objective=CountingObjective(lambda s: []))
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -370,7 +383,7 @@ def test_every_source_of_trials_is_plotted_where_its_trials_are():
     from fairseq_tp.search.trial_log import SOURCES, Trial
     space = ScheduleSpace(T, N)
     schedules = [space.baseline()] + space.initial_design(2 * len(SOURCES) - 1, 0)
-    trials = [Trial(i, schedule, bleu=10.0 + 3 * i, source=SOURCES[i % len(SOURCES)], model_s=0.0, optimiser_s=0.0,
+    trials = [Trial(i, schedule, bleu=10.0 + 3 * i, source=SOURCES[i % len(SOURCES)], objective_s=0.0, optimiser_s=0.0,
                     time=0.0) for i, schedule in enumerate(schedules)]
     scores_axes, steps_axes = trials_figure(trials, space).axes
     plotted = {c.get_label(): [tuple(xy) for xy in c.get_offsets()] for c in scores_axes.collections}

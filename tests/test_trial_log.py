@@ -42,7 +42,7 @@ def test_header_then_one_durable_line_per_trial(tmp_path):
         "timesteps": [49, 30, 10, 0],
         "bleu": 20.0,
         "source": "baseline",
-        "model_s": 1.5,
+        "objective_s": 1.5,
         "optimiser_s": 0.25,
         "time": 1.7e9,
     }
@@ -55,6 +55,14 @@ def test_resume_reads_back_exact_trials(tmp_path):
         assert log.trials == [trial(i, 20.0 + i / 3) for i in range(4)]  # floats survive exactly
         log.append(trial(4))
     assert [t.index for t in read_trial_log(str(path), T)[1]] == [0, 1, 2, 3, 4]
+
+
+def test_a_log_from_before_the_rename_of_model_s_resumes(tmp_path):
+    path = tmp_path / "log.jsonl"
+    write_log(path, 2)
+    path.write_text(path.read_text().replace('"objective_s"', '"model_s"'))
+    with TrialLog.open(str(path), CONFIG, SEARCH, T, resume=True) as log:
+        assert log.trials == [trial(i, 20.0 + i / 3) for i in range(2)]
 
 
 def test_budget_and_time_limits_may_change_on_resume(tmp_path):

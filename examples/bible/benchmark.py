@@ -37,7 +37,10 @@ DEFAULT_WORK = os.environ.get("FAIRSEQ_TP_BIBLE", os.path.expanduser("~/.cache/f
 # Per model: the decoding every row of it uses.  Discrete models: RDM's deterministic reparameterised routing
 # (R = 1 in the search).  Continuous: DDIM with eta 0 from a random x_T (the search's default 4 noise draws).
 REPARAM = ["--argmax-decoding", "--decoding-strategy", "reparam-uncond-deterministic-cosine"]
-DECODING = {"absorbing": REPARAM, "reparam-multinomial": REPARAM, "multinomial": REPARAM, "continuous": []}
+# Vanilla multinomial as the Temporal Pruning paper decoded it: RDM's default strategy, argmax.  It starts from
+# uniform noise, so the search scores each schedule over noise draws and the test rows average --noise-seeds.
+DECODING = {"absorbing": REPARAM, "reparam-multinomial": REPARAM, "continuous": [],
+            "multinomial": ["--argmax-decoding", "--decoding-strategy", "default"]}
 DISTILLED = "-distilled"  # train.sh's suffix for a model trained on the teacher's outputs (DATA=distilled)
 
 
@@ -146,10 +149,13 @@ class Bench:
 
     @staticmethod
     def summary(record, wall):
+        confirmation = record.get("confirmation") or {}
         return {"timesteps": record["timesteps"], "few_shot_bleu": record["bleu"],
                 "uniform_few_shot_bleu": record["uniform_bleu"], "replicates": record["replicates"],
-                "search_s": record["elapsed_s"], "decoding_s": record["model_s"],
-                "optimiser_s": record["optimiser_s"], "wall_s": wall}
+                "search_s": record["elapsed_s"], "decoding_s": record.get("objective_s", record.get("model_s")),  # model_s: files before 2026-12-04
+                "optimiser_s": record["optimiser_s"], "wall_s": wall,
+                "searched_few_shot_bleu": record.get("searched_bleu"),
+                "kept_uniform": confirmation.get("kept_uniform"), "confirmation_gain": confirmation.get("gain")}
 
     def test_decoder(self, model):
         """A FewShotBleu over the whole test set: decodes any schedule with the model loaded once."""
@@ -158,7 +164,7 @@ class Bench:
         decoder = SubsetDecoder([self.bin, "--path", self.checkpoint(model), "--batch-size", "100", "--remove-bpe",
                                  *decoding_of(model)], subset="test", scorer=self.scorer, limit=self.args.limit,
                                  schedules_per_batch=8)
-        return decoder.objective(seed=1), decoder.num_timesteps
+        return decoder
 
     def diffusion_rows(self, model):
         from fairseq_tp.fairseq_search.timing import time_schedules
@@ -168,29 +174,50 @@ class Bench:
         os.makedirs(self.searches, exist_ok=True)
         searches = {}
         for strategy, row in STRATEGIES:
+            if strategy not in args.strategies:
+                continue
             searches[row] = [self.search(model, f"{row}.seed{seed}", shots=20, seed=seed, strategy=strategy)
                              for seed in args.seeds]
         if not args.skip_full_search:
             searches["tp-4-full"] = [self.search(model, "tp-4-full", shots="all", seed=1)]
-        decoder, T = self.test_decoder(model)
+        decoder = self.test_decoder(model)
+        T = decoder.num_timesteps
+        noise_seeds = [1] if decoder.deterministic else args.noise_seeds
         full = {f"vanilla-{T}": Schedule.uniform(T, T)}
         schedules = {"vanilla-4": Schedule.uniform(4, T)}
         for row, runs in searches.items():
             for i, run in enumerate(runs):
                 schedules[f"{row}#{i}"] = Schedule(tuple(run["timesteps"]), T)
-        print(f"[bible] {model}: decoding the test set under {len(full) + len(schedules)} schedules", flush=True)
-        timed = time_schedules(decoder, full, args.full_repeats or args.repeats)
-        timed.update(time_schedules(decoder, schedules, args.repeats))
-        full_speed = timed[f"vanilla-{T}"]["sents_per_s"]
+        print(f"[bible] {model}: decoding the test set under {len(full) + len(schedules)} schedules, noise seeds "
+              f"{noise_seeds}", flush=True)
+        timed = {}  # {noise seed: {schedule name: bleu, sents/s}}; timed only under the first seed
+        for n, seed in enumerate(noise_seeds):
+            objective = decoder.objective(seed)
+            timed[seed] = time_schedules(objective, full, (args.full_repeats or args.repeats) if n == 0 else 1)
+            timed[seed].update(time_schedules(objective, schedules, args.repeats if n == 0 else 1))
+        first = timed[noise_seeds[0]]
+        full_speed = first[f"vanilla-{T}"]["sents_per_s"]
+
+        def bleus_of(key):
+            return [timed[seed][key]["bleu"] for seed in noise_seeds]
+
         rows = []
         for row in [f"vanilla-{T}", "vanilla-4", *searches]:
-            keys = [k for k in timed if k == row or k.startswith(row + "#")]
-            bleus, speeds = [timed[k]["bleu"] for k in keys], [timed[k]["sents_per_s"] for k in keys]
-            entry = {"row": row, "steps": len(timed[keys[0]]["timesteps"]), "bleu": round(statistics.mean(bleus), 2),
+            keys = [k for k in first if k == row or k.startswith(row + "#")]
+            bleus = [b for k in keys for b in bleus_of(k)]  # search seed major, noise seed minor
+            speeds = [first[k]["sents_per_s"] for k in keys]
+            entry = {"row": row, "steps": len(first[keys[0]]["timesteps"]), "bleu": round(statistics.mean(bleus), 2),
                      "bleu_sd": round(statistics.stdev(bleus), 2) if len(bleus) > 1 else None,
-                     "bleus": [round(b, 2) for b in bleus], "sents_per_s": round(statistics.median(speeds), 2),
+                     "bleus": [round(b, 2) for b in bleus], "noise_seeds": noise_seeds,
+                     "sents_per_s": round(statistics.median(speeds), 2),
                      "speedup": round(statistics.median(speeds) / full_speed, 2),
-                     "timesteps": [timed[k]["timesteps"] for k in keys]}
+                     "timesteps": [first[k]["timesteps"] for k in keys]}
+            for other in (f"vanilla-{T}", "vanilla-4"):  # paired: the same test verses and noise seed
+                if row != other and not (row == f"vanilla-{T}" and other == "vanilla-4"):
+                    diffs = [b - o for k in keys for b, o in zip(bleus_of(k), bleus_of(other))]
+                    entry[f"minus_{other}"] = {"mean": round(statistics.mean(diffs), 2),
+                                               "sd": round(statistics.stdev(diffs), 2) if len(diffs) > 1 else None,
+                                               "positive": sum(d > 0 for d in diffs), "pairs": len(diffs)}
             if row in searches:
                 runs = searches[row]
                 for key in ("search_s", "decoding_s", "optimiser_s", "wall_s", "few_shot_bleu"):
@@ -198,6 +225,7 @@ class Bench:
                     entry[key] = round(statistics.mean(values), 2) if values else None
                 entry["uniform_few_shot_bleu"] = round(statistics.mean(r["uniform_few_shot_bleu"] for r in runs), 2)
                 entry["replicates"] = runs[0]["replicates"]
+                entry["kept_uniform"] = sum(bool(r.get("kept_uniform")) for r in runs)
             rows.append(entry)
         return {"decoding": " ".join(decoding_of(model)) or "ddim, eta 0", "rows": rows}
 
@@ -208,13 +236,14 @@ class Bench:
 
         os.makedirs(self.searches, exist_ok=True)
         found = {n: self.search(model, f"sweep-{n}", shots=20, seed=1, steps=n) for n in steps}
-        decoder, T = self.test_decoder(model)
+        decoder = self.test_decoder(model)
+        T = decoder.num_timesteps
         schedules = {}
         for n in steps:
             schedules[f"vanilla-{n}"] = Schedule.uniform(n, T)
             schedules[f"tp-{n}"] = Schedule(tuple(found[n]["timesteps"]), T)
         print(f"[bible] {model}: decoding the test set under {len(schedules)} schedules (sweep)", flush=True)
-        timed = time_schedules(decoder, schedules, self.args.repeats)
+        timed = time_schedules(decoder.objective(seed=1), schedules, self.args.repeats)
         return [{"steps": n, "uniform_bleu": round(timed[f"vanilla-{n}"]["bleu"], 2),
                  "searched_bleu": round(timed[f"tp-{n}"]["bleu"], 2), "searched_timesteps": found[n]["timesteps"],
                  "uniform_sents_per_s": round(timed[f"vanilla-{n}"]["sents_per_s"], 2),
@@ -289,6 +318,11 @@ def main():
                                                         "transformer"], choices=["copy", "transformer", *DECODING])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--strategies", nargs="+", default=[s for s, _ in STRATEGIES], choices=[s for s, _ in STRATEGIES],
+                        help="the 20-shot searches to run (default all three)")
+    parser.add_argument("--noise-seeds", nargs="+", type=int, default=[1, 2, 3],
+                        help="noise seeds of the test rows where decoding draws random numbers (vanilla "
+                             "multinomial's start tokens); deterministic decodings use seed 1 alone")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full-repeats", type=int, default=None, help="timed runs of the all-steps rows "
                         "(default --repeats; continuous models' 2000 steps take minutes per run)")
@@ -375,6 +409,20 @@ def markdown(results) -> str:
                       if "search_s" in r else "—")
             lines.append(f"| {model} | {r['row']} | {r['steps'] or '—'} | {bleu} | {speed} | {speedup} | {few} "
                          f"| {search} |")
+    paired = [(model, r) for model in models for r in results["models"][model]["rows"]
+              if any(k.startswith("minus_") for k in r)]
+    if paired:
+        lines += ["", "Paired differences on the test set (the same verses and noise seed; mean ± sd over search "
+                  "seeds × noise seeds, and how many pairs are above 0):", "",
+                  "| model | row | − vanilla-4 | − all steps |", "|---|---|---|---|"]
+        for model, r in paired:
+            full = next(k for k in r if k.startswith("minus_vanilla-") and k != "minus_vanilla-4")
+            cells = []
+            for key in ("minus_vanilla-4", full):
+                d = r.get(key)
+                sd = f" ± {d['sd']:.2f}" if d and d["sd"] is not None else ""
+                cells.append(f"{d['mean']:+.2f}{sd} ({d['positive']}/{d['pairs']})" if d else "—")
+            lines.append(f"| {model} | {r['row']} | {cells[0]} | {cells[1]} |")
     for model, sweep in results.get("sweeps", {}).items():
         full = next((r["bleu"] for r in results["models"].get(model, {}).get("rows", [])
                      if r["row"].startswith("vanilla-") and r["steps"] > 4), None)

@@ -7,7 +7,6 @@ The exact reverse jump t -> s unmasks a masked token with probability
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import UsageError
 from .base import DiscreteDiffusion, cross_entropy_per_position, mean_in_float, mean_log_prob_over_vocabulary, smoothed
@@ -28,13 +27,6 @@ class AbsorbingDiffusion(DiscreteDiffusion):
     # -- forward process ----------------------------------------------------
     def mask_probability(self, t: torch.Tensor) -> torch.Tensor:
         return (t.double() + 1) / self.num_timesteps
-
-    def marginal(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """q(x_t | x0) as probabilities [B, L, V] (for tests and analysis)."""
-        p = self.mask_probability(t).view(-1, *([1] * x0.dim()))
-        probs = F.one_hot(x0, self.vocab_size).double() * (1 - p)
-        probs[..., self.mask] += p[..., 0]
-        return probs
 
     def unmask_probability(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """q(x_s = x0 | x_t = mask, x0)."""

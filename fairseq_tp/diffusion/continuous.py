@@ -64,10 +64,6 @@ class X0Prediction:
     x0: torch.Tensor  # [B, L, D] predicted x0 in embedding space
     embeddings: torch.Tensor  # [V, D] the embedding matrix, also the output projection
 
-    @property
-    def logits(self) -> torch.Tensor:
-        return F.linear(self.x0, self.embeddings)
-
 
 class ContinuousDiffusion(DiffusionProcess):
     continuous = True

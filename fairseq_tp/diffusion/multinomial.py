@@ -222,12 +222,6 @@ class ReparamMultinomialDiffusion(MultinomialDiffusion):
         log_abar_t, log_abar_s = self.log_abar(t), self.log_abar(s)
         return log_sub_exp(log_abar_s, log_abar_t) - log1mexp(log_abar_t)
 
-    def posterior_given_noisy(self, log_x0, log_xt, t, s):
-        """q(x_s | x_t, x0, x_t is noise) as log-probabilities (for tests and analysis)."""
-        log_route = self.route_to_x0_log_prob(t, s)
-        noise = torch.log_softmax(self.noise_posterior(log_xt, t, s), dim=-1)
-        return torch.logaddexp(log_route + log_x0, log1mexp(log_route) + noise)
-
     def loss(self, logits, x0, corrupted, t, weight, label_smoothing):
         clean = corrupted["x_t"].eq(x0)
         masked_logits = logits.masked_fill(self.special_sym_indicator.bool(), SPECIAL_LOG_PROB)

@@ -67,10 +67,7 @@ class DiffusionGenerator:
 
     @torch.no_grad()
     def encode(self, model, src_tokens, src_lengths) -> Encoded:
-        encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
-        # <bos>, <eos> and at least one token, as RDM.
-        # RDM's minimum; the maximum keeps a length predicted past the decoder's positions decodable.
-        lengths = model.decoder.predict_length(encoder_out).clamp(min=3, max=model.decoder.max_positions())
+        encoder_out, lengths = model.encode_source(src_tokens, src_lengths)
         batch_size, beam = src_tokens.size(0), self.beam_size * self.beam_within_length
         if beam > 1:
             # RDM's order per sentence: the length beam, repeated --beam-within-length times.
@@ -78,7 +75,7 @@ class DiffusionGenerator:
             lengths = (lengths[:, None] + offsets[None, :]).repeat(1, self.beam_within_length)
             lengths = lengths.view(-1).clamp(min=3)
             order = torch.arange(batch_size, device=lengths.device).repeat_interleave(beam)
-            encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
+            encoder_out = model.select_encoder_rows(encoder_out, order)
         return Encoded(encoder_out, lengths, batch_size, beam)
 
     @torch.no_grad()
@@ -96,7 +93,7 @@ class DiffusionGenerator:
         if groups > 1 or samples > 1:
             order = torch.arange(encoded.lengths.size(0), device=device)
             order = order.repeat_interleave(samples).repeat(groups)
-            encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
+            encoder_out = model.select_encoder_rows(encoder_out, order)
             lengths = lengths[order]
         # Every row's timestep and target for every pass, built once: [rows * groups, passes].
         timesteps = torch.tensor([s.timesteps for s in schedules], device=device).repeat_interleave(rows, dim=0)
@@ -110,14 +107,13 @@ class DiffusionGenerator:
         if self.adaptive:
             if groups > 1 or rng.generators:
                 raise ValueError("adaptive decoding decodes one schedule with fairseq's global RNG")
-            state, passes = self._decode_adaptive(model, encoder_out, state, timesteps, targets, passes, history, rng,
-                                                  cache)
-            return [self._finalize(state, history, 0, rows, encoded, passes)]
+            state, passes_per_row = self._decode_adaptive(model, encoder_out, state, timesteps, targets, passes,
+                                                          history, rng, cache)
+            return [self._finalize(state, history, 0, rows, encoded, passes_per_row)]
         for i in range(passes):
             t, s = timesteps[:, i], targets[:, i]
             # Logits for discrete models, an X0Prediction for continuous ones (x_t is state.x).
-            output = model.decoder(state.tokens, encoder_out, diffusion.network_time_at_decoding(t), x_t=state.x,
-                                   cross_attention_cache=cache)
+            output = model.denoise(state.tokens, encoder_out, t, x_t=state.x, cross_attention_cache=cache)
             state = diffusion.reverse_step(state, output, t, s, rates[:, i], self.options.for_pass(i, passes), rng)
             if history is not None:
                 history.append(diffusion.visible_tokens(state).clone())
@@ -149,9 +145,8 @@ class DiffusionGenerator:
             if len(index) == rows:
                 encoder_rows = encoder_out
             else:
-                encoder_rows, cache = model.encoder.reorder_encoder_out(encoder_out, index), None
-            output = model.decoder(part.tokens, encoder_rows, diffusion.network_time_at_decoding(t),
-                                   cross_attention_cache=cache)
+                encoder_rows, cache = model.select_encoder_rows(encoder_out, index), None
+            output = model.denoise(part.tokens, encoder_rows, t, cross_attention_cache=cache)
             part = diffusion.reverse_step(part, output, t, s, rate, self.options.for_pass(i, passes), rng)
             state = state.with_rows(index, part)
             if history is not None:

@@ -205,13 +205,19 @@ class DiffusionTransformerEncoder(TransformerEncoderBase):
         return x, embed
 
 
+# Lengths are classified into this many classes (fairseq's NAT models, and so RDM's checkpoints); with
+# --pred-length-offset the class is the length minus the source length, shifted by half of them.
+LENGTH_CLASSES = 256
+LENGTH_OFFSET = LENGTH_CLASSES // 2
+
+
 class DiffusionTransformerDecoder(TransformerDecoderBase):
     """Non-causal decoder over x_t, conditioned on the timestep and the encoder."""
 
     def __init__(self, cfg, dictionary, embed_tokens):
         super().__init__(cfg, dictionary, embed_tokens, no_encoder_attn=False)
         dim = cfg.decoder.embed_dim
-        self.embed_length = Embedding(256, cfg.encoder.embed_dim, None)
+        self.embed_length = Embedding(LENGTH_CLASSES, cfg.encoder.embed_dim, None)
         self.time_pos_emb = TimestepEmbedding(dim, cfg.num_diffusion_timesteps,
                                               choice(cfg, "timestep_emb_type", "sinusoidal"))
         self.pe_fusion_ffn = nn.Linear(2 * dim, dim)
@@ -282,14 +288,14 @@ class DiffusionTransformerDecoder(TransformerDecoderBase):
     def predict_length(self, encoder_out):
         predicted = F.log_softmax(self.length_logits(encoder_out), -1).max(-1)[1]
         if self.pred_length_offset:
-            return predicted - 128 + self._source_lengths(encoder_out)
+            return predicted - LENGTH_OFFSET + self._source_lengths(encoder_out)
         return predicted
 
     def length_target(self, encoder_out, tgt_tokens):
         lengths = tgt_tokens.ne(self.padding_idx).sum(1).long()
         if self.pred_length_offset:
-            lengths = lengths - self._source_lengths(encoder_out) + 128
-        return lengths.clamp(min=0, max=255)
+            lengths = lengths - self._source_lengths(encoder_out) + LENGTH_OFFSET
+        return lengths.clamp(min=0, max=LENGTH_CLASSES - 1)
 
 
 @register_model("diffusion_transformer")
@@ -365,6 +371,25 @@ class DiffusionTransformerModel(FairseqNATModel):
         # before the time embedding's T rows are allocated
         check_num_timesteps(cfg.num_diffusion_timesteps)
         return _bert_initialised(DiffusionTransformerDecoder(cfg, tgt_dict, embed_tokens), cfg)
+
+    # -- decoding: what the generator asks of the model
+    def encode_source(self, src_tokens, src_lengths):
+        """(encoder output, each sentence's predicted target length, bos and eos included)."""
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
+        # RDM's minimum (<bos>, <eos> and one token); the maximum keeps a length predicted past the decoder's
+        # positions decodable.
+        lengths = self.decoder.predict_length(encoder_out).clamp(min=3, max=self.decoder.max_positions())
+        return encoder_out, lengths
+
+    def select_encoder_rows(self, encoder_out, rows):
+        """The encoder output of the given sentence rows (repeats allowed)."""
+        return self.encoder.reorder_encoder_out(encoder_out, rows)
+
+    def denoise(self, tokens, encoder_out, t, x_t=None, cross_attention_cache=None):
+        """One decoder pass at decoding timestep ``t`` [B]: logits for x0 (continuous models: an X0Prediction
+        from ``x_t``); the network sees the time its training used (RDM's offsets)."""
+        return self.decoder(tokens, encoder_out, self.diffusion.network_time_at_decoding(t), x_t=x_t,
+                            cross_attention_cache=cross_attention_cache)
 
     def forward(self, src_tokens, src_lengths, prev_output_tokens=None, tgt_tokens=None, **unused):
         """Training pass: corrupt the target at random timesteps and denoise it."""

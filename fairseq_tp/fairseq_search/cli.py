@@ -153,7 +153,7 @@ def summary_lines(report) -> List[str]:
     lines = [
         f"{result.evaluations} schedules evaluated ({record['strategy']}, stopped by {result.stopped_by}) "
         f"on {len(record['shot_ids'])} sentences of '{record['subset']}' (shots: {record['shots']}) "
-        f"in {result.elapsed_s:.1f} s this run; all trials: decoding + BLEU {result.model_s:.1f} s, "
+        f"in {result.elapsed_s:.1f} s this run; all trials: decoding + BLEU {result.objective_s:.1f} s, "
         f"optimiser {result.optimiser_s:.1f} s{median}",
         f"each schedule scored over {record['replicates']} noise draw(s) ({record['replicates_why']})",
         f"uniform  {str(result.baseline_schedule):>24}  BLEU {result.baseline_bleu:6.2f}",

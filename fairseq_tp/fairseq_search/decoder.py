@@ -29,6 +29,11 @@ class SubsetDecoder:
     def num_timesteps(self) -> int:
         return self.loaded.model.diffusion.num_timesteps
 
+    @property
+    def deterministic(self) -> bool:
+        """Whether the decoding draws no random numbers (then every noise seed gives the same output)."""
+        return self.loaded.model.diffusion.decodes_deterministically(self.loaded.generator.options)
+
     def objective(self, seed: int):
         """The subset as a :class:`FewShotBleu` under noise seed ``seed`` (for timing or batched decoding)."""
         return self.loaded.objective(self.dataset, self.sentence_ids, self.scorer, seed=seed,

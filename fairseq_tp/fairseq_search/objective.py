@@ -14,7 +14,7 @@ global number and so its noise) contributes statistics that sum exactly.  Text g
 fairseq-generate's H-, D- and T- lines.
 """
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from ..diffusion import RandomSource
 from ..fairseq_glue.generator import DiffusionGenerator, Encoded
 from ..schedules import Schedule
 from ..search import derive_seed
+from ..search.objective_api import Score
 from .bleu import Translation
 
 
@@ -67,7 +68,7 @@ class FewShotBleu:
         self._sentence_stats: Dict[Tuple[Schedule, int], Dict[int, List[int]]] = {}  # (schedule, draw) -> id -> stats
 
     # -- the Objective protocol -------------------------------------------
-    def evaluate(self, schedules: Sequence[Schedule]) -> List[Union[float, List[float]]]:
+    def evaluate(self, schedules: Sequence[Schedule]) -> List[Score]:
         """BLEU per schedule; with replicates, the list of each draw's BLEU (the search takes the mean)."""
         return self.scores(self.statistics(schedules))
 
@@ -87,7 +88,7 @@ class FewShotBleu:
                           else self.bleu.statistics([]))
         return totals
 
-    def scores(self, statistics: Sequence[Sequence[int]]) -> List[Union[float, List[float]]]:
+    def scores(self, statistics: Sequence[Sequence[int]]) -> List[Score]:
         scores = [self.bleu.from_statistics(s) for s in statistics]
         if self.replicates == 1:
             return scores

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -57,6 +57,68 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
         if not os.path.isdir(directory):
             raise UsageError(f"data directory {directory} does not exist")
     search.check_outputs_against(input_files(cfg))
+    run = prepare(cfg, search, settings, seed)
+    if distributed.world() > 1:
+        if torch.distributed.get_rank() != 0:
+            distributed.serve(run.objective, run.confirmation_objective)  # until rank 0 has searched and confirmed
+            return None
+        run.objective = distributed.ShardedObjective(run.objective, run.confirmation_objective)
+    found = search_and_confirm(run, search, settings)
+    if isinstance(run.objective, distributed.ShardedObjective):
+        run.objective.close()  # the rest (evaluation, files) is rank 0's alone
+    guard = None
+    if search.min_confidence and found.result.best_schedule != found.result.baseline_schedule:
+        guard = confidence_guard(run.local_objective, found.result, run.bleu, search.min_confidence, seed)
+        if guard["kept_uniform"]:
+            found.chosen, found.chosen_bleu = found.result.baseline_schedule, found.result.baseline_bleu
+            logger.info(f"kept uniform {found.result.baseline_schedule}: the best-on-resample pick beat it on the "
+                        f"left-out shots in {guard['confidence']:.1%} of bootstrap resamples, under "
+                        f"--min-confidence {search.min_confidence}")
+    record = schedule_record(cfg, run, found, guard)
+    # Written as soon as the search ends, so nothing after it can lose the result.
+    write_output(search.output, found.chosen, record)
+    report = SearchReport(found.result, search.output, found.log, record, front=found.front, guard=guard,
+                          chosen=found.chosen, confirmation=found.confirmation)
+    if run.eval_dataset is not None:
+        evaluate_on_subset(report, run, search)
+    if search.plot:
+        from ..search.plot import plot_trials
+        plot_trials(found.result.trials, found.space, search.plot, read_confirmations(found.log, run.T))
+    if search.front_plot:
+        from ..search.plot import plot_front
+        plot_front(found.front, search.front_plot)
+    return report
+
+
+@dataclass
+class PreparedSearch:
+    """Everything a search needs once the model is loaded and the shots are drawn."""
+    loaded: Any
+    T: int
+    seed: int
+    spaces: Dict[int, ScheduleSpace]  # per N
+    searched: str  # what the search varies: timesteps or rates
+    curve: Optional[Callable[[int], Tuple[float, ...]]]  # the strategy's rates per N, where rates are searched
+    subset: str
+    dataset: Any
+    eval_dataset: Any
+    shot_ids: List[int]
+    shot_seed: int
+    bleu: Any
+    replicates: int
+    replicates_why: str
+    strategy: str
+    progress: bool  # tqdm bars on stderr
+    objective: Any  # the shots' FewShotBleu (a ShardedObjective on rank 0 under torchrun)
+    local_objective: Any  # this process's own (rank 0 decodes the --min-confidence test alone)
+    confirm_ids: List[int]
+    confirmation_objective: Any
+    config: Dict[str, Any]  # the trial log's header
+    skip: bool
+
+
+def prepare(cfg, search: SearchConfig, settings, seed: int) -> PreparedSearch:
+    """Load the model, check N against T and the subsets, draw the shots, build the objectives."""
     loaded = load_for_decoding(cfg)
     T = loaded.model.diffusion.num_timesteps
     searched = searched_space(loaded, search.search_space, settings.strategy)
@@ -76,8 +138,7 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     skip = bool(cfg.dataset.skip_invalid_size_inputs_valid_test)
     shot_ids = decodable(loaded, dataset, draw_shots(len(dataset), shots, shot_seed), subset, skip)
     bleu = build_bleu(search.bleu)
-    generator = loaded.generator
-    deterministic = loaded.model.diffusion.decodes_deterministically(generator.options)
+    deterministic = loaded.model.diffusion.decodes_deterministically(loaded.generator.options)
     replicates = search.replicates or (1 if deterministic else DEFAULT_REPLICATES)
     replicates_why = ("given by --replicates" if search.replicates else
                       "default: decoding is deterministic" if deterministic else
@@ -87,29 +148,19 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     objective = loaded.objective(dataset, shot_ids, bleu, seed=seed, schedules_per_batch=search.schedules_per_batch,
                                  replicates=replicates, shard=shard,
                                  keep_sentence_statistics=bool(search.min_confidence))
-    local_objective = objective  # rank 0 decodes the --min-confidence test alone
     confirm_ids = decodable(loaded, dataset, confirmation_sentences(len(dataset), shot_ids, search, shot_seed), subset,
                             skip)
     confirmation_objective = loaded.objective(dataset, confirm_ids, bleu, seed=seed,
                                               schedules_per_batch=search.schedules_per_batch,
                                               replicates=replicates, shard=shard) if confirm_ids else None
-    if distributed.world() > 1:
-        if torch.distributed.get_rank() != 0:
-            distributed.serve(objective, confirmation_objective)  # until rank 0 has searched and confirmed
-            return None
-        objective = distributed.ShardedObjective(objective, confirmation_objective)
-
-    checkpoint_hash = sha256_of(cfg.common_eval.path)
-    decoding = decoding_record(generator.options, generator.beam_size, loaded.task.cfg.load_ema_weights,
-                               generator.beam_within_length)
-    shots_text = "all" if shots is None else shots
     config = {  # the trial log's header: a resumed search must match it (budgets aside)
-        "checkpoint_sha256": checkpoint_hash,
+        "checkpoint_sha256": sha256_of(cfg.common_eval.path),
         "subset": subset,
         "subset_size": len(dataset),
-        "shots": shots_text,
+        "shots": "all" if shots is None else shots,
         "shot_ids": shot_ids,
-        "decoding": decoding,
+        "decoding": decoding_record(loaded.generator.options, loaded.generator.beam_size,
+                                    loaded.task.cfg.load_ema_weights, loaded.generator.beam_within_length),
         "scorer": bleu.signature,
         "batching": {"max_tokens": cfg.dataset.max_tokens, "batch_size": cfg.dataset.batch_size},
         "budget": settings.budget,
@@ -120,89 +171,98 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
     logger.info(f"searching {search.steps} steps of T = {T} on {len(shot_ids)} sentences of '{subset}' "
                 f"({settings.strategy}, budget {settings.budget} evaluations, {replicates} noise draw(s): "
                 f"{replicates_why}; {bleu.signature})")
+    return PreparedSearch(loaded, T, seed, spaces, searched, curve, subset, dataset, eval_dataset, shot_ids,
+                          shot_seed, bleu, replicates, replicates_why, settings.strategy, not cfg.common.no_progress_bar,
+                          objective, objective, confirm_ids, confirmation_objective, config, skip)
+
+
+@dataclass
+class FoundSchedule:
+    result: SearchResult  # the search of the chosen N
+    space: ScheduleSpace
+    front: Optional[Front]
+    confirmation: Optional[Dict[str, Any]]
+    chosen: Schedule  # what the schedule file gets
+    chosen_bleu: float
+    log: str  # the chosen N's trial log
+
+
+def search_and_confirm(run: PreparedSearch, search: SearchConfig, settings) -> FoundSchedule:
+    """The search (one N, or the front over several), then the confirmation, with the trial logs locked."""
     front = None
-    logs = [search.log_path_for(n) for n in spaces] if len(spaces) > 1 else [search.log_path]
+    logs = [search.log_path_for(n) for n in run.spaces] if len(run.spaces) > 1 else [search.log_path]
     with contextlib.ExitStack() as held:  # the trial logs stay locked through search and confirmation
         for path in logs:
             held.enter_context(locked(path))
-        if len(spaces) == 1:
-            space = next(iter(spaces.values()))
-            result = run_search(objective, space, settings, log_path=search.log_path, config=config,
-                                resume=search.resume, progress=not cfg.common.no_progress_bar)
+        if len(run.spaces) == 1:
+            space = next(iter(run.spaces.values()))
+            result = run_search(run.objective, space, settings, log_path=search.log_path, config=run.config,
+                                resume=search.resume, progress=run.progress)
         else:
-            front = search_front(objective, T, list(spaces), settings, target=search.front_target,
-                                 log_path=search.log_path_for, config=config, resume=search.resume,
+            front = search_front(run.objective, run.T, list(run.spaces), settings, target=search.front_target,
+                                 log_path=search.log_path_for, config=run.config, resume=search.resume,
                                  free_first_step=search.free_first_step,
-                                 progress=not cfg.common.no_progress_bar, searched=searched, curve=curve)
-            result, space = front.chosen.result, spaces[front.chosen.steps]
-        chosen, chosen_bleu, guard, confirmation = result.best_schedule, result.best_bleu, None, None
+                                 progress=run.progress, searched=run.searched,
+                                 curve=run.curve)
+            result, space = front.chosen.result, run.spaces[front.chosen.steps]
+        chosen, chosen_bleu, confirmation = result.best_schedule, result.best_bleu, None
         if search.confirm_top:
-            sharded = objective if isinstance(objective, distributed.ShardedObjective) else \
-                confirmation_objective
+            sharded = run.objective if isinstance(run.objective, distributed.ShardedObjective) else \
+                run.confirmation_objective
             front, result, space, confirmation, confirmed = confirm_choice(
-                sharded, confirm_ids, front, result, space, spaces, bleu, search, T, seed)
+                sharded, run.confirm_ids, front, result, space, run.spaces, run.bleu, search, run.T, run.seed)
             if confirmed is not None:
                 chosen = confirmed
                 chosen_bleu = next(t.bleu for t in result.trials if t.schedule == chosen)
         log = search.log_path if front is None else search.log_path_for(front.chosen.steps)
-    if isinstance(objective, distributed.ShardedObjective):
-        objective.close()  # the rest (evaluation, files) is rank 0's alone
-    if search.min_confidence and result.best_schedule != result.baseline_schedule:
-        guard = confidence_guard(local_objective, result, bleu, search.min_confidence, seed)
-        if guard["kept_uniform"]:
-            chosen, chosen_bleu = result.baseline_schedule, result.baseline_bleu
-            logger.info(f"kept uniform {result.baseline_schedule}: the best-on-resample pick beat it on the "
-                        f"left-out shots in {guard['confidence']:.1%} of bootstrap resamples, under "
-                        f"--min-confidence {search.min_confidence}")
+    return FoundSchedule(result, space, front, confirmation, chosen, chosen_bleu, log)
+
+
+def schedule_record(cfg, run: PreparedSearch, found: FoundSchedule, guard) -> Dict[str, Any]:
+    """What the schedule file says besides the schedule."""
+    result = found.result
     record = {
-        "bleu": chosen_bleu,
+        "bleu": found.chosen_bleu,
         "uniform_bleu": result.baseline_bleu,
         "uniform_timesteps": list(result.baseline_schedule.timesteps),
-        "shots": shots_text,
-        "shot_ids": shot_ids,
-        "subset": subset,
-        "seed": seed,
-        "shot_seed": shot_seed,
-        "replicates": replicates,
-        "replicates_why": replicates_why,
-        "strategy": settings.strategy,
+        "shots": run.config["shots"],
+        "shot_ids": run.shot_ids,
+        "subset": run.subset,
+        "seed": run.seed,
+        "shot_seed": run.shot_seed,
+        "replicates": run.replicates,
+        "replicates_why": run.replicates_why,
+        "strategy": run.strategy,
         "evaluations": result.evaluations,
-        "scorer": bleu.signature,
+        "scorer": run.bleu.signature,
         "checkpoint": os.path.abspath(cfg.common_eval.path),
-        "checkpoint_sha256": checkpoint_hash,
-        "search_space": searched,
+        "checkpoint_sha256": run.config["checkpoint_sha256"],
+        "search_space": run.searched,
         "searched_bleu": result.best_bleu,
         "searched": result.best_schedule.to_dict(),
         "elapsed_s": round(result.elapsed_s, 3),
-        "model_s": round(result.model_s, 3),
+        "objective_s": round(result.objective_s, 3),
         "optimiser_s": round(result.optimiser_s, 3),
-        "decoding": decoding,
+        "decoding": run.config["decoding"],
     }
     if guard is not None:
         record["confidence_test"] = guard
-    if confirmation is not None:
-        record["confirmation"] = confirmation
-    if front is not None:
-        record.update(front_record(front, confirmed=bool(confirmation and "front" in confirmation)))
-    # Written as soon as the search ends, so nothing after it can lose the result.
-    write_output(search.output, chosen, record)
-    report = SearchReport(result, search.output, log, record, front=front, guard=guard, chosen=chosen,
-                          confirmation=confirmation)
-    if eval_dataset is not None:
-        eval_ids = decodable(loaded, eval_dataset, range(len(eval_dataset)), search.eval_subset, skip)
-        eval_objective = loaded.objective(eval_dataset, eval_ids, bleu, seed=seed,
+    if found.confirmation is not None:
+        record["confirmation"] = found.confirmation
+    if found.front is not None:
+        record.update(front_record(found.front, confirmed=bool(found.confirmation and "front" in found.confirmation)))
+    return record
+
+
+def evaluate_on_subset(report: SearchReport, run: PreparedSearch, search: SearchConfig) -> None:
+    """--eval-subset: uniform and the written schedule timed and scored there; the schedule file gains it."""
+    eval_ids = decodable(run.loaded, run.eval_dataset, range(len(run.eval_dataset)), search.eval_subset, run.skip)
+    eval_objective = run.loaded.objective(run.eval_dataset, eval_ids, run.bleu, seed=run.seed,
                                           schedules_per_batch=search.schedules_per_batch)
-        report.evaluation = timing.time_schedules(
-            eval_objective, {"uniform": result.baseline_schedule, "searched": chosen})
-        record["eval"] = {"subset": search.eval_subset, **report.evaluation}
-        write_output(search.output, chosen, record)
-    if search.plot:
-        from ..search.plot import plot_trials
-        plot_trials(result.trials, space, search.plot, read_confirmations(log, T))
-    if search.front_plot:
-        from ..search.plot import plot_front
-        plot_front(front, search.front_plot)
-    return report
+    report.evaluation = timing.time_schedules(
+        eval_objective, {"uniform": report.result.baseline_schedule, "searched": report.chosen})
+    report.record["eval"] = {"subset": search.eval_subset, **report.evaluation}
+    write_output(search.output, report.chosen, report.record)
 
 
 def write_output(path: str, schedule: Schedule, record: Dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ scores schedules (BLEU on a few validation sentences).
 from .front import Front, FrontPoint, divide_budget, search_front
 from .loop import STRATEGIES, SearchResult, SearchSettings, default_n_init, run_search
 from .objective_api import Objective
-from .optimiser import BoTorchProposer, Proposer, RandomProposer, derive_seed, make_proposer
+from .optimiser import Proposer, RandomProposer, derive_seed, make_proposer
 from .significance import SelectionTest, selection_confidence
 from .confirm import Confirmed, candidates, choose_confirmed, sentences_digest
 from .space import SEARCHED, ScheduleSpace
@@ -48,8 +48,11 @@ __all__ = [
 
 
 def __getattr__(name):
-    # The plots need matplotlib: imported when asked for, not with the package.
+    # The plots need matplotlib and the proposer BoTorch: imported when asked for, not with the package.
     if name in ("plot_front", "plot_trials"):
         from . import plot
         return getattr(plot, name)
+    if name == "BoTorchProposer":
+        from .gp import BoTorchProposer
+        return BoTorchProposer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,6 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..schedules import Schedule
-from .optimiser import rank_by_posterior_mean
 from .significance import selection_confidence
 from .space import ScheduleSpace
 from .trial_log import Trial
@@ -27,6 +26,8 @@ BOOTSTRAP_SAMPLES = 1000
 def candidates(trials: Sequence[Trial], top: int, space: Optional[ScheduleSpace] = None) -> List[Schedule]:
     """The baseline (trial 0) first, then the ``top`` best other schedules: by a GP's posterior mean where
     ``space`` is given and a GP can be fitted, else by few-shot BLEU (earliest first on ties)."""
+    from .gp import rank_by_posterior_mean  # BoTorch, imported when a confirmation ranks
+
     baseline = trials[0].schedule
     ranked = rank_by_posterior_mean(space, [(t.schedule, t.bleu) for t in trials]) if space is not None else None
     if ranked is None:

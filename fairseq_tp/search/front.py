@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..schedules import Schedule
 from .loop import SearchResult, SearchSettings, run_search
-from .objective_api import Objective
+from .objective_api import Objective, mean_score
 from ..errors import UsageError
 from .space import ScheduleSpace
 
@@ -71,8 +71,7 @@ def search_front(objective: Objective, num_timesteps: int, steps: Sequence[int],
     spaces = [ScheduleSpace(num_timesteps, n, free_first_step, searched, curve(n) if curve else None) for n in steps]
     budgets = divide_budget(settings.budget, spaces)
     reference = Schedule.uniform(num_timesteps, num_timesteps)
-    score = objective.evaluate([reference])[0]
-    reference_bleu = sum(score) / len(score) if isinstance(score, (list, tuple)) else float(score)
+    reference_bleu = mean_score(objective.evaluate([reference])[0], reference)
     points = []
     for space, budget in zip(spaces, budgets):
         result = run_search(objective, space, dataclasses.replace(settings, budget=budget),

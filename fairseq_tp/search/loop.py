@@ -14,10 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
-from tqdm import tqdm
-
 from ..schedules import Schedule
-from .objective_api import Objective
+from .objective_api import Objective, Score, mean_score, replicate_scores
 from .optimiser import Observation, make_proposer
 from ..errors import UsageError
 from .space import ScheduleSpace
@@ -36,7 +34,7 @@ class SearchResult:
     evaluations: int
     trials: List[Trial]
     elapsed_s: float  # wall time of this run (a resumed run counts from its restart)
-    model_s: float  # objective seconds over all trials, replayed ones included
+    objective_s: float  # objective seconds over all trials, replayed ones included
     optimiser_s: float  # proposal seconds over all trials
     proposal_optimiser_s: List[float] = field(default_factory=list)  # one per strategy proposal
     stopped_by: str = "budget"  # "budget", "time" or "exhausted" (every schedule evaluated)
@@ -121,6 +119,8 @@ def run_search(
     with locked(log_path), TrialLog.open(log_path, config, search, space.num_timesteps, resume) as log:
         run = _SearchSession(objective, space, log, proposer, budget, seed, n_init, batch, settings.time_budget_s,
                              started)
+        from tqdm import tqdm  # imported by a search, not with the library
+
         with tqdm(
             total=budget,
             initial=min(len(log.trials), budget),
@@ -148,7 +148,7 @@ class _SearchSession:
         self.scores: Dict[Schedule, float] = {}  # the cache: each schedule is evaluated once
         self._plan: Optional[List[Schedule]] = None  # baseline + initial design, computed once
         self._plan_s = 0.0  # seconds it took
-        self.bar: Optional[tqdm] = None
+        self.bar = None  # tqdm's bar while a search runs
         self.stopped_by = "budget"
 
     @property
@@ -180,14 +180,14 @@ class _SearchSession:
         todo = plan[len(self.trials) : self.budget]
         if not todo:  # no time check: the baseline is always evaluated
             return
-        scores, model_s = self._evaluate(todo)
+        scores, objective_s = self._evaluate(todo)
         for schedule, score in zip(todo, scores):
             is_baseline = len(self.trials) == 0
             self._record(
                 schedule,
                 score,
                 source="baseline" if is_baseline else "initial",
-                model_s=model_s / len(todo),
+                objective_s=objective_s / len(todo),
                 optimiser_s=0.0 if is_baseline else design_s / max(1, len(plan) - 1),
             )
 
@@ -225,9 +225,9 @@ class _SearchSession:
             raise RuntimeError(f"{self.proposer.name} proposed already evaluated schedule {(repeated or todo)[0]}")
         if not todo:
             return
-        scores, model_s = self._evaluate(todo)
+        scores, objective_s = self._evaluate(todo)
         for schedule, score in zip(todo, scores):
-            self._record(schedule, score, self.proposer.name, model_s / len(todo), optimiser_s)
+            self._record(schedule, score, self.proposer.name, objective_s / len(todo), optimiser_s)
 
     # -- helpers --------------------------------------------------------------
     def _start_plan(self) -> List[Schedule]:
@@ -260,14 +260,14 @@ class _SearchSession:
         """((mean score, replicate scores or None) per schedule, seconds)."""
         t0 = time.perf_counter()
         scores = list(self.objective.evaluate(list(schedules)))
-        model_s = time.perf_counter() - t0
+        objective_s = time.perf_counter() - t0
         if len(scores) != len(schedules):
             raise UsageError(f"the objective returned {len(scores)} scores for {len(schedules)} schedules")
-        return [_checked(score, schedule) for schedule, score in zip(schedules, scores)], model_s
+        return [_checked(score, schedule) for schedule, score in zip(schedules, scores)], objective_s
 
-    def _record(self, schedule, score, source, model_s, optimiser_s) -> None:
+    def _record(self, schedule, score, source, objective_s, optimiser_s) -> None:
         bleu, replicates = score
-        trial = Trial(len(self.trials), schedule, bleu, source, model_s, optimiser_s, time.time(), replicates)
+        trial = Trial(len(self.trials), schedule, bleu, source, objective_s, optimiser_s, time.time(), replicates)
         self.log.append(trial)
         self.scores[schedule] = bleu
         if self.bar is not None:
@@ -294,29 +294,17 @@ class _SearchSession:
             evaluations=len(self.trials),
             trials=list(self.trials),
             elapsed_s=time.perf_counter() - self.started,
-            model_s=sum(t.model_s for t in self.trials),
+            objective_s=sum(t.objective_s for t in self.trials),
             optimiser_s=sum(t.optimiser_s for t in self.trials),
             proposal_optimiser_s=[t.optimiser_s for t in proposals],
             stopped_by=self.stopped_by,
         )
 
 
-def _checked(score, schedule: Schedule) -> Tuple[float, Optional[Tuple[float, ...]]]:
-    """An objective's score for one schedule: a number, or a list of replicate numbers (their mean)."""
-    replicates = tuple(score) if isinstance(score, (list, tuple)) else None
-    values = replicates if replicates is not None else (score,)
-    checked = []
-    for value in values:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            value = math.nan
-        if not math.isfinite(value):
-            raise UsageError(f"the objective returned {score!r} for schedule {schedule}")
-        checked.append(value)
-    if not checked:
-        raise UsageError(f"the objective returned no replicate scores for schedule {schedule}")
-    return sum(checked) / len(checked), (tuple(checked) if replicates is not None else None)
+def _checked(score: Score, schedule: Schedule) -> Tuple[float, Optional[Tuple[float, ...]]]:
+    """(the mean, the replicate scores or None for a plain number)."""
+    replicates = replicate_scores(score, schedule)
+    return mean_score(score, schedule), (replicates if isinstance(score, (list, tuple)) else None)
 
 
 def _best(trials: Sequence[Trial]) -> Trial:

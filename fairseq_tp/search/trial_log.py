@@ -37,7 +37,7 @@ class Trial:
     schedule: Schedule
     bleu: float
     source: str
-    model_s: float  # objective (decoding + scoring) seconds spent on this schedule
+    objective_s: float  # objective (decoding + scoring) seconds spent on this schedule
     optimiser_s: float  # seconds spent choosing it
     time: float  # Unix time when it was recorded
     replicates: Optional[Tuple[float, ...]] = None  # one score per noise draw; ``bleu`` is their mean
@@ -48,7 +48,7 @@ class Trial:
             **_schedule_record(self.schedule),
             "bleu": self.bleu,
             "source": self.source,
-            "model_s": self.model_s,
+            "objective_s": self.objective_s,
             "optimiser_s": self.optimiser_s,
             "time": self.time,
         }
@@ -69,7 +69,7 @@ class Trial:
             schedule=_schedule(record, num_timesteps),
             bleu=_number(record["bleu"], "bleu"),
             source=source,
-            model_s=_number(record["model_s"], "model_s"),
+            objective_s=_objective_seconds(record),
             optimiser_s=_number(record["optimiser_s"], "optimiser_s"),
             time=_number(record["time"], "time"),
             replicates=_replicates(record.get("replicates")),
@@ -84,12 +84,12 @@ class Confirmation:
     bleu: float
     sentences: str
     statistics: Tuple  # [sentence][noise draw][k] BLEU statistics, the sentences in ascending id order
-    model_s: float
+    objective_s: float
     time: float
 
     def to_record(self) -> Dict[str, Any]:
         return {"kind": "confirm", **_schedule_record(self.schedule), "bleu": self.bleu, "sentences": self.sentences,
-                "statistics": self.statistics, "model_s": self.model_s, "time": self.time}
+                "statistics": self.statistics, "objective_s": self.objective_s, "time": self.time}
 
     @classmethod
     def from_record(cls, record: Dict[str, Any], num_timesteps: int) -> "Confirmation":
@@ -100,7 +100,7 @@ class Confirmation:
         if not isinstance(sentences, str):
             raise TypeError("'sentences' is not a string")
         return cls(_schedule(record, num_timesteps), _number(record["bleu"], "bleu"), sentences, statistics,
-                   _number(record["model_s"], "model_s"), _number(record["time"], "time"))
+                   _objective_seconds(record), _number(record["time"], "time"))
 
 
 def _schedule_record(schedule: Schedule) -> Dict[str, Any]:
@@ -123,6 +123,12 @@ def _integer(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"'{name}' is not an integer")
     return value
+
+
+def _objective_seconds(record) -> float:
+    """Decoding + scoring seconds; logs written before 2026-12-04 call them model_s."""
+    key = "objective_s" if "objective_s" in record or "model_s" not in record else "model_s"
+    return _number(record[key], key)
 
 
 def _number(value: Any, name: str) -> float:
