@@ -52,10 +52,10 @@ def one_line(error) -> str:
     return PREFIX + error.message
 
 
-def run_cli(args, cwd=None, env=None):
-    """A fairseq CLI as a subprocess (for exit codes and stderr)."""
+def run_cli(args, cwd=None, env=None, input=None):
+    """A fairseq CLI as a subprocess (for exit codes and stderr); ``input``: its standard input."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True)
+    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, input=input)
 
 
 def write_reversal_data(directory, counts, seed=3):
