@@ -61,6 +61,23 @@ def benchmark(root, *args):
                           env=env)
 
 
+def generate_bleu(root, refs, capsys, schedule):
+    """sacreBLEU of fairseq-generate's own H- lines under ``--tp-schedule schedule``, scored as README.md says."""
+    capsys.readouterr()
+    fairseq_main("generate", [str(root / "kjv-web" / "bin"), "--user-dir", str(REPO / "fairseq_tp"), "--task",
+                              "diffusion_translation", "--path", str(root / "ckpt" / "kjv-web-absorbing" /
+                                                                     "checkpoint_last.pt"),
+                              "--gen-subset", "test", "--batch-size", "100", "--cpu", "--tp-schedule", str(schedule),
+                              "--remove-bpe", *REPARAM])
+    hyps = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("H-"):
+            head, _, text = line.split("\t")
+            hyps[int(head[2:])] = MosesDetokenizer("en").detokenize(text.split())
+    return round(sacrebleu.corpus_bleu([hyps[i] for i in range(len(refs["tgt"]))], [refs["tgt"]],
+                                       lowercase=True).score, 2)
+
+
 def test_rows_match_independent_decoding_and_scoring(work, tmp_path, capsys):
     root, refs = work
     results = tmp_path / "kjv-web.json"
@@ -75,54 +92,45 @@ def test_rows_match_independent_decoding_and_scoring(work, tmp_path, capsys):
     assert list(rows) == ["vanilla-50", "vanilla-4", "tp-4-20shot", "random-4-20shot", "paper-4-20shot", "tp-4-full"]
     assert rows["vanilla-50"]["steps"] == 50 and rows["vanilla-50"]["speedup"] == 1.0
     assert rows["vanilla-4"]["timesteps"] == [[49, 36, 23, 11]]
+    searches = root / "searches" / "kjv-web"
     for name in ("tp-4-20shot", "random-4-20shot", "paper-4-20shot", "tp-4-full"):
-        found = json.loads((root / "searches" / "kjv-web" / f"absorbing.{name}{'.seed1' if '20shot' in name else ''}"
-                            ".json").read_text())
-        assert rows[name]["timesteps"] == [found["timesteps"]]  # the schedule the search wrote is the one decoded
+        found = json.loads((searches / f"absorbing.{name}{'.seed1' if '20shot' in name else ''}.json").read_text())
+        # the schedule the search wrote, rates included, is the one decoded
+        assert (rows[name]["timesteps"], rows[name]["rates"]) == ([found["timesteps"]], [found.get("rates")])
         assert rows[name]["search_s"] == pytest.approx(rows[name]["decoding_s"] + rows[name]["optimiser_s"], abs=0.5)
+        paired = rows[name]["minus_vanilla-4"]
+        assert paired["mean"] == round(rows[name]["bleu"] - rows["vanilla-4"]["bleu"], 2) and paired["pairs"] == 1
+    # fairseq-generate itself, on uniform-4 and on a schedule file the search wrote
+    assert rows["vanilla-4"]["bleu"] == generate_bleu(root, refs, capsys, "uniform:4")
+    tp_search = searches / "absorbing.tp-4-20shot.seed1.json"
+    assert rows["tp-4-20shot"]["bleu"] == generate_bleu(root, refs, capsys, tp_search)
+    # where a search wrote rates (reparam routing), they are decoded too: give the reused file some
+    with_rates = json.loads(tp_search.read_text()) | {"rates": [0.8, 0.45, 0.1, 0.0]}
+    tp_search.write_text(json.dumps(with_rates))
 
-    # vanilla-4 through fairseq-generate itself, scored on its H- lines
-    capsys.readouterr()
-    fairseq_main("generate", [str(root / "kjv-web" / "bin"), "--user-dir", str(REPO / "fairseq_tp"), "--task",
-                              "diffusion_translation", "--path", str(root / "ckpt" / "kjv-web-absorbing" /
-                                                                     "checkpoint_last.pt"),
-                              "--gen-subset", "test", "--batch-size", "100", "--cpu", "--tp-schedule", "uniform:4",
-                              "--remove-bpe", *REPARAM])
-    hyps = {}
-    for line in capsys.readouterr().out.splitlines():
-        if line.startswith("H-"):
-            head, _, text = line.split("\t")
-            hyps[int(head[2:])] = MosesDetokenizer("en").detokenize(text.split())
-    expected = sacrebleu.corpus_bleu([hyps[i] for i in range(30)], [refs["tgt"]], lowercase=True).score
-    assert rows["vanilla-4"]["bleu"] == round(expected, 2)
-
-    # a rerun reuses the finished searches (same checkpoint and settings); another budget searches again
-    rerun = benchmark(root, "--models", "absorbing", "--seeds", "1", "--budget", "3", "--repeats", "1",
-                      "--skip-full-search", "--results", str(tmp_path / "rerun.json"))
+    # a later run of one model: reuses the finished searches (same checkpoint and settings), searches again for
+    # other settings (seed 2), and keeps the other models' rows
+    rerun = benchmark(root, "--models", "absorbing", "--seeds", "1", "2", "--budget", "3", "--repeats", "1",
+                      "--skip-full-search", "--results", str(results))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert rerun.stdout.count("[bible] reusing ") == 3 and "| absorbing | tp-4-full |" not in rerun.stdout
-    rerun_rows = {r["row"]: r for r in json.loads((tmp_path / "rerun.json").read_text())["models"]["absorbing"]["rows"]}
-    assert all(rerun_rows[k]["timesteps"] == rows[k]["timesteps"] for k in rerun_rows)
-    other = benchmark(root, "--models", "absorbing", "--seeds", "1", "--budget", "4", "--repeats", "1",
-                      "--skip-full-search", "--limit", "5", "--results", str(tmp_path / "other.json"))
-    assert other.returncode == 0 and "[bible] reusing " not in other.stdout
-
-    # a later run of one model keeps the others' rows
-    again = benchmark(root, "--models", "copy", "--results", str(results))
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert rerun.stdout.count("[bible] reusing ") == 3 and (searches / "absorbing.tp-4-20shot.seed2.json").is_file()
     merged = json.loads(results.read_text())
-    assert set(merged["models"]) == {"copy", "absorbing"}
-    assert "| absorbing | tp-4-full | 4 |" in again.stdout
+    assert merged["models"]["copy"] == report["models"]["copy"]
+    rerun_rows = {r["row"]: r for r in merged["models"]["absorbing"]["rows"]}
+    assert all(rerun_rows[k]["timesteps"][0] == rows[k]["timesteps"][0] for k in rerun_rows)
+    assert rerun_rows["tp-4-20shot"]["rates"][0] == with_rates["rates"]
+    assert rerun_rows["tp-4-20shot"]["bleus"][0] == generate_bleu(root, refs, capsys, tp_search)
+    assert "| absorbing | tp-4-full |" not in rerun.stdout and "| copy | copy-source |" in rerun.stdout
 
     # the steps sweep is stored beside the rows, which it leaves alone
     swept = benchmark(root, "--models", "absorbing", "--sweep", "2", "--budget", "3", "--repeats", "1",
                       "--results", str(results))
     assert swept.returncode == 0, swept.stderr[-3000:]
-    merged = json.loads(results.read_text())
-    assert merged["models"] == json.loads(json.dumps(report["models"] | {"copy": merged["models"]["copy"]}))
-    (row,) = merged["sweeps"]["absorbing"]["rows"]
-    found = json.loads((root / "searches" / "kjv-web" / "absorbing.sweep-2.json").read_text())
+    assert json.loads(results.read_text())["models"] == merged["models"]
+    (row,) = json.loads(results.read_text())["sweeps"]["absorbing"]["rows"]
+    found = json.loads((searches / "absorbing.sweep-2.json").read_text())
     assert row["steps"] == 2 and row["searched_timesteps"] == found["timesteps"] and len(found["timesteps"]) == 2
+    assert row["searched_rates"] == found.get("rates")
     assert "| 2 | " in swept.stdout
 
 

@@ -1,6 +1,7 @@
 """The tree's layering, and `--user-dir fairseq_tp` after a non-editable install."""
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -74,7 +75,8 @@ def test_user_dir_resolves_beside_fairseq_after_pip_install(toy_data, checkpoint
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(site), str(REPO)], check=True, capture_output=True)
-    shutil.copytree(Path(fairseq.__file__).parent, site / "fairseq")
+    # fairseq's files as links in real folders: fairseq looks beside its own folder, unresolved
+    shutil.copytree(Path(fairseq.__file__).parent, site / "fairseq", copy_function=os.symlink)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     command = [sys.executable, "-m", "fairseq_cli.generate", str(toy_data / "bin"), "--user-dir", "fairseq_tp",

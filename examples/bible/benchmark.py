@@ -49,6 +49,12 @@ def decoding_of(name):
     return DECODING[name.removesuffix(DISTILLED)]
 
 
+def written_schedule(search, T):
+    """The schedule a search wrote: its timesteps and, where it tuned them, its rates."""
+    from fairseq_tp.schedules import Schedule
+    return Schedule(tuple(search["timesteps"]), T, tuple(search["rates"]) if search.get("rates") else None)
+
+
 STRATEGIES = (("botorch", "tp-4-20shot"), ("random", "random-4-20shot"), ("paper", "paper-4-20shot"))
 
 
@@ -119,7 +125,7 @@ class Bench:
             record = json.load(f)
         record.update(benchmark_wall_s=wall)
         write_schedule_file(output, report.chosen, **{k: v for k, v in record.items()
-                                                      if k not in ("timesteps", "num_timesteps", "steps")})
+                                                      if k not in ("timesteps", "num_timesteps", "rates", "steps")})
         return self.summary(record, wall)
 
     def finished_search(self, output, *, steps, shots, seed, strategy):
@@ -150,7 +156,7 @@ class Bench:
     @staticmethod
     def summary(record, wall):
         confirmation = record.get("confirmation") or {}
-        return {"timesteps": record["timesteps"], "few_shot_bleu": record["bleu"],
+        return {"timesteps": record["timesteps"], "rates": record.get("rates"), "few_shot_bleu": record["bleu"],
                 "uniform_few_shot_bleu": record["uniform_bleu"], "replicates": record["replicates"],
                 "search_s": record["elapsed_s"], "decoding_s": record.get("objective_s", record.get("model_s")),  # model_s: files before 2026-12-04
                 "optimiser_s": record["optimiser_s"], "wall_s": wall,
@@ -187,7 +193,7 @@ class Bench:
         schedules = {"vanilla-4": Schedule.uniform(4, T)}
         for row, runs in searches.items():
             for i, run in enumerate(runs):
-                schedules[f"{row}#{i}"] = Schedule(tuple(run["timesteps"]), T)
+                schedules[f"{row}#{i}"] = written_schedule(run, T)
         print(f"[bible] {model}: decoding the test set under {len(full) + len(schedules)} schedules, noise seeds "
               f"{noise_seeds}", flush=True)
         timed = {}  # {noise seed: {schedule name: bleu, sents/s}}; timed only under the first seed
@@ -211,7 +217,9 @@ class Bench:
                      "bleus": [round(b, 2) for b in bleus], "noise_seeds": noise_seeds,
                      "sents_per_s": round(statistics.median(speeds), 2),
                      "speedup": round(statistics.median(speeds) / full_speed, 2),
-                     "timesteps": [first[k]["timesteps"] for k in keys]}
+                     "timesteps": [first[k]["timesteps"] for k in keys],
+                     "rates": [list(schedules[k].rates) if k in schedules and schedules[k].rates else None
+                               for k in keys]}
             for other in (f"vanilla-{T}", "vanilla-4"):  # paired: the same test verses and noise seed
                 if row != other and not (row == f"vanilla-{T}" and other == "vanilla-4"):
                     diffs = [b - o for k in keys for b, o in zip(bleus_of(k), bleus_of(other))]
@@ -241,11 +249,12 @@ class Bench:
         schedules = {}
         for n in steps:
             schedules[f"vanilla-{n}"] = Schedule.uniform(n, T)
-            schedules[f"tp-{n}"] = Schedule(tuple(found[n]["timesteps"]), T)
+            schedules[f"tp-{n}"] = written_schedule(found[n], T)
         print(f"[bible] {model}: decoding the test set under {len(schedules)} schedules (sweep)", flush=True)
         timed = time_schedules(decoder.objective(seed=1), schedules, self.args.repeats)
         return [{"steps": n, "uniform_bleu": round(timed[f"vanilla-{n}"]["bleu"], 2),
                  "searched_bleu": round(timed[f"tp-{n}"]["bleu"], 2), "searched_timesteps": found[n]["timesteps"],
+                 "searched_rates": found[n]["rates"],
                  "uniform_sents_per_s": round(timed[f"vanilla-{n}"]["sents_per_s"], 2),
                  "searched_sents_per_s": round(timed[f"tp-{n}"]["sents_per_s"], 2),
                  "search_s": found[n]["search_s"]} for n in steps]
@@ -428,13 +437,14 @@ def markdown(results) -> str:
                      if r["row"].startswith("vanilla-") and r["steps"] > 4), None)
         lines += ["", f"{model}: steps against the all-steps BLEU ({full if full is not None else '?'}); "
                   f"searched = botorch, 20 shots, seed 1, budget as above",
-                  "", "| steps | uniform | share | searched | share | searched timesteps |", "|---|---|---|---|---|---|"]
+                  "", "| steps | uniform | share | searched | share | searched schedule |", "|---|---|---|---|---|---|"]
         for r in sweep["rows"]:
             def share(b):
                 return f"{b / full:.1%}" if full else "—"
             lines.append(f"| {r['steps']} | {r['uniform_bleu']:.2f} | {share(r['uniform_bleu'])} | "
                          f"{r['searched_bleu']:.2f} | {share(r['searched_bleu'])} | "
-                         f"{','.join(map(str, r['searched_timesteps']))} |")
+                         f"{','.join(map(str, r['searched_timesteps']))}"
+                         f"{' rates ' + ','.join(map(str, r['searched_rates'])) if r.get('searched_rates') else ''} |")
     lines.append("")
     for model in models:
         m = results["models"][model]
