@@ -378,7 +378,7 @@ def test_shot_seed_draws_the_shots_and_seed_the_noise(toy_data, checkpoints, tmp
 @pytest.mark.fixture_dir("rdm-toy")
 def test_front_over_steps_writes_the_chosen_schedule_the_front_and_a_plot(toy_data, checkpoints, capsys, tmp_path):
     record = search(RDM / "data-bin", RDM / "absorbing.pt", tmp_path, "--steps", "3,2", "--shots", "10",
-                    "--budget", "10", "--target", "0.5", "--front-plot", str(tmp_path / "front.png"), *DETERMINISTIC,
+                    "--budget", "10", "--target", "0.01", "--front-plot", str(tmp_path / "front.png"), *DETERMINISTIC,
                     "--confirm-top", "0")
     front = {p["steps"]: p for p in record["front"]}
     assert record["shares_from"] == "shots"
@@ -387,10 +387,8 @@ def test_front_over_steps_writes_the_chosen_schedule_the_front_and_a_plot(toy_da
     for p in front.values():
         assert p["share"] == pytest.approx(p["bleu"] / record["all_steps"]["bleu"])
     assert record["all_steps"]["bleu"] > 20  # a trained model: shares mean something
-    reaching = [n for n in (2, 3) if front[n]["share"] >= 0.5]
-    chosen = min(reaching) if reaching else max(front, key=lambda n: (front[n]["share"], -n))
-    assert record["target_met"] == bool(reaching) and record["steps"] == chosen
-    assert record["timesteps"] == front[chosen]["timesteps"]
+    assert min(p["share"] for p in front.values()) >= 0.01  # both N reach the target: the fewer passes win
+    assert record["target_met"] is True and record["steps"] == 2 and record["timesteps"] == front[2]["timesteps"]
     assert (tmp_path / "schedule.trials.steps2.jsonl").exists() and (tmp_path / "schedule.trials.steps3.jsonl").exists()
     assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     message = search_error(capsys, str(toy_data / "bin"), "--path", str(checkpoints["absorbing"]), "--steps", "3",

@@ -90,24 +90,21 @@ def plain_layer_forward(layer, x, encoder_states, encoder_mask, padding_mask, ca
     """fairseq's ``TransformerDecoderLayer.forward`` at inference for a plain layer, with its
     attentions written out (:func:`attend`) and the encoder attention's keys and values computed on
     the first pass over ``encoder_states`` and kept in ``cache`` for the others."""
+    x = _residual_block(layer, layer.self_attn_layer_norm, x, lambda h: attend(layer.self_attn, h, h, padding_mask))
+    x = _residual_block(layer, layer.encoder_attn_layer_norm, x,
+                        lambda h: attend(layer.encoder_attn, h, encoder_states, encoder_mask, cache))
+    return _residual_block(layer, layer.final_layer_norm, x, lambda h: layer.fc2(layer.activation_fn(layer.fc1(h))))
+
+
+def _residual_block(layer, norm, x, sublayer):
+    """x + sublayer(x), normalised before the sublayer (pre-norm) or after the sum (post-norm), as fairseq's
+    layers do."""
     residual = x
     if layer.normalize_before:
-        x = layer.self_attn_layer_norm(x)
-    x = layer.residual_connection(attend(layer.self_attn, x, x, padding_mask), residual)
+        x = norm(x)
+    x = layer.residual_connection(sublayer(x), residual)
     if not layer.normalize_before:
-        x = layer.self_attn_layer_norm(x)
-    residual = x
-    if layer.normalize_before:
-        x = layer.encoder_attn_layer_norm(x)
-    x = layer.residual_connection(attend(layer.encoder_attn, x, encoder_states, encoder_mask, cache), residual)
-    if not layer.normalize_before:
-        x = layer.encoder_attn_layer_norm(x)
-    residual = x
-    if layer.normalize_before:
-        x = layer.final_layer_norm(x)
-    x = layer.residual_connection(layer.fc2(layer.activation_fn(layer.fc1(x))), residual)
-    if not layer.normalize_before:
-        x = layer.final_layer_norm(x)
+        x = norm(x)
     return x
 
 
@@ -120,19 +117,8 @@ def is_plain_encoder_layer(layer) -> bool:
 def plain_encoder_layer_forward(layer, x, padding_mask):
     """fairseq's ``TransformerEncoderLayer.forward`` at inference (no attention mask), the
     self-attention written out (:func:`attend`)."""
-    residual = x
-    if layer.normalize_before:
-        x = layer.self_attn_layer_norm(x)
-    x = layer.residual_connection(attend(layer.self_attn, x, x, padding_mask), residual)
-    if not layer.normalize_before:
-        x = layer.self_attn_layer_norm(x)
-    residual = x
-    if layer.normalize_before:
-        x = layer.final_layer_norm(x)
-    x = layer.residual_connection(layer.fc2(layer.activation_fn(layer.fc1(x))), residual)
-    if not layer.normalize_before:
-        x = layer.final_layer_norm(x)
-    return x
+    x = _residual_block(layer, layer.self_attn_layer_norm, x, lambda h: attend(layer.self_attn, h, h, padding_mask))
+    return _residual_block(layer, layer.final_layer_norm, x, lambda h: layer.fc2(layer.activation_fn(layer.fc1(h))))
 
 
 def attend(attention, query, states, padding_mask, cache=None):
