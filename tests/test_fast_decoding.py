@@ -50,7 +50,7 @@ def reference_choice(diffusion, logits, tokens, non_special, options, rng):
     return pick_tokens(reference_log_probs(diffusion, logits, tokens, non_special), options, rng)
 
 
-def load(checkpoint, data):
+def load(checkpoint, data, limit=None):
     import fairseq_tp
     fairseq_tp.register()
     from fairseq import checkpoint_utils
@@ -58,8 +58,9 @@ def load(checkpoint, data):
                                                                     arg_overrides={"data": str(data)})
     task.load_dataset("test")
     dataset = task.dataset("test")
-    batches = [dataset.collater([dataset[i] for i in range(start, min(start + 50, len(dataset)))])
-               for start in range(0, len(dataset), 50)]
+    size = min(limit or len(dataset), len(dataset))
+    batches = [dataset.collater([dataset[i] for i in range(start, min(start + 50, size))])
+               for start in range(0, size, 50)]
     return models[0].eval(), task, batches
 
 
@@ -104,6 +105,15 @@ def test_reparameterised_families_decode_as_the_reference_computation(kind, sett
                                                                       monkeypatch):
     model, task, batches = load(checkpoints[kind], toy_data / "bin")
     assert_same_as_reference(model, task, batches, setting, monkeypatch)
+
+
+@pytest.mark.fixture_dir("bible-kjv-web")
+def test_a_pre_norm_real_text_model_decodes_as_the_reference_computation(monkeypatch):
+    """The Bible probe: pre-norm layers (RDM's checkpoints are post-norm), 5,780 BPE types, real verses."""
+    bible = FIXTURES / "bible-kjv-web"
+    model, task, batches = load(bible / "absorbing.pt", bible / "data-bin", limit=100)
+    assert model.decoder.layers[0].normalize_before and model.decoder.plain_layers and model.encoder.plain_layers
+    assert_same_as_reference(model, task, batches, "reparam-uncond-deterministic-cosine-10", monkeypatch)
 
 
 def test_argmax_choice_equals_log_softmax_max():
