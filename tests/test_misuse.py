@@ -127,14 +127,17 @@ def test_deeply_nested_json_and_a_missing_data_directory_get_one_line(tmp_path):
 def test_ctrl_c_ends_in_one_line_exit_130_and_a_resumable_log(tmp_path):
     output = tmp_path / "s.json"
     args = search_args(output, "--budget", "400", "--shots", "all", "--confirm-top", "0", "--search-space", "timesteps")
-    process = subprocess.Popen(["fairseq-tp-search", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = tmp_path / "s.trials.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    log, stderr = tmp_path / "s.trials.jsonl", tmp_path / "stderr.txt"
+    with open(stderr, "w") as err_file:  # a file, not a pipe: a full pipe would block the search's logging
+        process = subprocess.Popen(["fairseq-tp-search", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                   stdout=subprocess.DEVNULL, stderr=err_file, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+            time.sleep(0.05)
+        assert len(log.read_text().splitlines()) >= 3, stderr.read_text()[-3000:]
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    err = stderr.read_text()
     assert process.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == ("fairseq-tp-search: error: interrupted; finished evaluations are in the "
                                             "trial log (continue with --resume)")
