@@ -129,14 +129,20 @@ def test_ctrl_c_ends_in_one_line_exit_130_and_a_resumable_log(tmp_path):
     args = search_args(output, "--budget", "400", "--shots", "all", "--confirm-top", "0", "--search-space", "timesteps")
     log, stderr = tmp_path / "s.trials.jsonl", tmp_path / "stderr.txt"
     with open(stderr, "w") as err_file:  # a file, not a pipe: a full pipe would block the search's logging
-        process = subprocess.Popen(["fairseq-tp-search", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+        process = subprocess.Popen(["fairseq-tp-search", *args],
+                                   env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"},
                                    stdout=subprocess.DEVNULL, stderr=err_file, text=True)
         deadline = time.time() + 120
         while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
             time.sleep(0.05)
         assert len(log.read_text().splitlines()) >= 3, stderr.read_text()[-3000:]
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:  # where it is stuck: faulthandler's traceback on SIGABRT
+            process.send_signal(signal.SIGABRT)
+            process.wait(timeout=30)
+            raise AssertionError("no exit 120 s after SIGINT:\n" + stderr.read_text()[-6000:]) from None
     err = stderr.read_text()
     assert process.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == ("fairseq-tp-search: error: interrupted; finished evaluations are in the "
