@@ -1,6 +1,6 @@
 """RDM's decoding options beyond settings.txt on the RDM fixture checkpoints, against the references its
 own generator made (settings-rdm-options.txt, seeds 1-5): the deterministic one hypothesis by hypothesis,
-the others by BLEU, our mean over the same five seeds within RDM's own spread (max - min) of its mean."""
+the others by BLEU, our mean over seeds 1-3 within RDM's spread (max - min) of its five seeds' mean.
 import re
 import statistics
 
@@ -33,6 +33,7 @@ def test_beam_within_length_deterministic_gives_rdms_hypotheses(tmp_path):
     assert bleu == rdm_bleu_over_seeds(checkpoint, name)[0]
 
 
+OUR_SEEDS = (1, 2, 3)  # our mean over 3 seeds against RDM's 5: the tolerance (RDM's range) covers it, at 3/5 the cost
 RANDOM = ["s10-b1-default-tdiff2", "s10-b1-sample-anneal", "s10-b1-default-adaptive",
           "s4-b2-within2-reparam-uncond-cosine"]
 
@@ -41,7 +42,7 @@ RANDOM = ["s10-b1-default-tdiff2", "s10-b1-sample-anneal", "s10-b1-default-adapt
                                              if (c, n) != DETERMINISTIC])
 def test_bleu_over_five_seeds_within_rdms_spread(checkpoint, name, tmp_path):
     flags = rdm_flags(name)
-    ours = [decode(tmp_path / str(seed), checkpoint, flags, seed)[1] for seed in range(1, 6)]
+    ours = [decode(tmp_path / str(seed), checkpoint, flags, seed)[1] for seed in OUR_SEEDS]
     rdm = rdm_bleu_over_seeds(checkpoint, name)
     assert abs(statistics.mean(ours) - statistics.mean(rdm)) <= max(rdm) - min(rdm), (ours, rdm)
 
