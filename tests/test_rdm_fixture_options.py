@@ -1,6 +1,6 @@
 """RDM's decoding options beyond settings.txt on the RDM fixture checkpoints, against the references its
 own generator made (settings-rdm-options.txt, seeds 1-5): the deterministic one hypothesis by hypothesis,
-the others by BLEU, our mean over seeds 1-3 within RDM's spread (max - min) of its five seeds' mean.
+the others by BLEU, our mean over seeds 1-3 within RDM's spread (max - min) of its five seeds' mean."""
 import re
 import statistics
 
