@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from fairseq_tp.fairseq_search.bleu import SacreBleu
 from fairseq_tp.fairseq_search.timing import machine_summary as machine
 from fairseq_tp.files import atomic_write_text
 from fairseq_tp.schedules import write_schedule_file
@@ -58,28 +59,20 @@ def written_schedule(search, T):
 STRATEGIES = (("botorch", "tp-4-20shot"), ("random", "random-4-20shot"), ("paper", "paper-4-20shot"))
 
 
-class OriginalReferences:
-    """sacreBLEU of Moses-detokenised hypotheses against the original verses, by sentence id."""
+class OriginalReferences(SacreBleu):
+    """sacreBLEU (lower-cased) of Moses-detokenised hypotheses against the original verses, by sentence id."""
 
     def __init__(self, references, lowercase=True):
-        import sacrebleu
         from sacremoses import MosesDetokenizer
+        super().__init__(lowercase=lowercase)
         self.references = references
         self.detokenizer = MosesDetokenizer("en")  # the target is the WEB in both tasks
-        self.metric = sacrebleu.metrics.BLEU(lowercase=lowercase)
-        self.metric.corpus_score(["."], [["."]])  # the signature is complete once a corpus was scored
 
-    @property
-    def signature(self):
-        return str(self.metric.get_signature())
+    def hypothesis_of(self, translation) -> str:
+        return self.detokenizer.detokenize(translation.hypothesis.split())
 
-    def detokenize(self, tokens: str) -> str:
-        return self.detokenizer.detokenize(tokens.split())
-
-    def score(self, translations) -> float:
-        hyps = [self.detokenize(t.hypothesis) for t in translations]
-        refs = [self.references[t.sentence_id] for t in translations]
-        return float(self.metric.corpus_score(hyps, [refs]).score)
+    def reference_of(self, translation) -> str:
+        return self.references[translation.sentence_id]
 
 
 class Bench:
@@ -301,7 +294,7 @@ class Bench:
         with open(os.path.join(self.task_dir, "text", "test.ref.src"), encoding="utf-8") as f:
             sources = [line.rstrip("\n") for line in f]
         n = self.args.limit or len(sources)
-        bleu = self.scorer.metric.corpus_score(sources[:n], [self.references[:n]]).score
+        bleu = self.scorer.corpus(sources[:n], self.references[:n])
         return {"decoding": "the source verse itself", "rows": [{"row": "copy-source", "steps": None,
                                                                   "bleu": round(bleu, 2)}]}
 

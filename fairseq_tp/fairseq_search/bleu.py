@@ -39,9 +39,9 @@ def compound_split(line: str) -> str:
 class SacreBleu:
     name = "sacrebleu"
 
-    def __init__(self, tokenize: Optional[str] = None):
+    def __init__(self, tokenize: Optional[str] = None, lowercase: bool = False):
         """``tokenize``: sacreBLEU's tokenizer (default its 13a; "none" for text tokenized already)."""
-        self._metric = sacrebleu.metrics.BLEU(tokenize=tokenize)
+        self._metric = sacrebleu.metrics.BLEU(tokenize=tokenize, lowercase=lowercase)
         self._metric.corpus_score(["."], [["."]])  # the signature names the reference count only once known
 
     @property
@@ -55,8 +55,20 @@ class SacreBleu:
         """[hyp length, ref length, matches 1-4, totals 1-4] summed over the sentences (sacreBLEU's own)."""
         if not translations:
             return [0] * 10
-        score = self._metric.corpus_score([t.detokenized for t in translations], [[t.reference for t in translations]])
+        score = self._metric.corpus_score([self.hypothesis_of(t) for t in translations],
+                                          [[self.reference_of(t) for t in translations]])
         return [int(n) for n in (score.sys_len, score.ref_len, *score.counts, *score.totals)]
+
+    def hypothesis_of(self, translation: Translation) -> str:
+        """The text scored as the hypothesis (a subclass may score another form of it)."""
+        return translation.detokenized
+
+    def reference_of(self, translation: Translation) -> str:
+        return translation.reference
+
+    def corpus(self, hypotheses: Sequence[str], references: Sequence[str]) -> float:
+        """BLEU of plain texts, one reference each."""
+        return float(self._metric.corpus_score(list(hypotheses), [list(references)]).score)
 
     def from_statistics(self, stats: Sequence[int]) -> float:
         metric, order = self._metric, self._metric.max_ngram_order
