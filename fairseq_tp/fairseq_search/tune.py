@@ -63,6 +63,9 @@ def tune(cfg, search: SearchConfig) -> Optional[SearchReport]:
             distributed.serve(run.objective, run.confirmation_objective)  # until rank 0 has searched and confirmed
             return None
         run.objective = distributed.ShardedObjective(run.objective, run.confirmation_objective)
+    logger.info(f"searching {search.steps} steps of T = {run.T} on {len(run.shot_ids)} sentences of '{run.subset}' "
+                f"({settings.strategy}, budget {settings.budget} evaluations, {run.replicates} noise draw(s): "
+                f"{run.replicates_why}; {run.bleu.signature})")  # rank 0's line alone under torchrun
     found = search_and_confirm(run, search, settings)
     if isinstance(run.objective, distributed.ShardedObjective):
         run.objective.close()  # the rest (evaluation, files) is rank 0's alone
@@ -168,9 +171,6 @@ def prepare(cfg, search: SearchConfig, settings, seed: int) -> PreparedSearch:
     }
     if replicates > 1:  # absent for one draw, as in logs written before replicates existed
         config["replicates"] = replicates
-    logger.info(f"searching {search.steps} steps of T = {T} on {len(shot_ids)} sentences of '{subset}' "
-                f"({settings.strategy}, budget {settings.budget} evaluations, {replicates} noise draw(s): "
-                f"{replicates_why}; {bleu.signature})")
     return PreparedSearch(loaded, T, seed, spaces, searched, curve, subset, dataset, eval_dataset, shot_ids,
                           shot_seed, bleu, replicates, replicates_why, settings.strategy, not cfg.common.no_progress_bar,
                           objective, objective, confirm_ids, confirmation_objective, config, skip)
