@@ -129,9 +129,11 @@ def test_ctrl_c_ends_in_one_line_exit_130_and_a_resumable_log(tmp_path):
     args = search_args(output, "--budget", "400", "--shots", "all", "--confirm-top", "0", "--search-space", "timesteps")
     log, stderr = tmp_path / "s.trials.jsonl", tmp_path / "stderr.txt"
     with open(stderr, "w") as err_file:  # a file, not a pipe: a full pipe would block the search's logging
+        # Ctrl-C as in a terminal: a job started in the background of a script inherits SIGINT ignored
         process = subprocess.Popen(["fairseq-tp-search", *args],
                                    env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"},
-                                   stdout=subprocess.DEVNULL, stderr=err_file, text=True)
+                                   stdout=subprocess.DEVNULL, stderr=err_file, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 120
         while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
             time.sleep(0.05)
