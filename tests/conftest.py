@@ -42,6 +42,9 @@ def fairseq_main(kind: str, argv):
     if kind == "preprocess":
         return preprocess.main(options.get_preprocessing_parser().parse_args(argv))
     parser = options.get_training_parser() if kind == "train" else options.get_generation_parser()
+    # No data-loading worker process: shutting one down waits up to 5 s in torch's join (measured: most of
+    # an in-process fairseq-generate's wall time).  A later --num-workers in argv still wins.
+    argv = [*argv[:1], "--num-workers", "0", *argv[1:]]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, input_args=argv))
     return (train.main if kind == "train" else generate.main)(cfg)
 

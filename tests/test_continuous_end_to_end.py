@@ -43,23 +43,45 @@ def test_checkpoint_is_a_continuous_model_with_tied_rounding(checkpoint):
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("flags", [[], ["--continuous-sampler", "ddpm", "--clamp-to-embeddings"],
-                                   ["--ddim-eta", "0.5", "--iter-decode-with-beam", "3"]],
+@pytest.mark.parametrize("flags", [[], ["--continuous-sampler", "ddpm", "--clamp-to-embeddings", "--seed", "3"],
+                                   ["--ddim-eta", "0.5", "--iter-decode-with-beam", "3", "--seed", "3"]],
                          ids=["ddim", "ddpm-clamped", "ddim-eta-beam"])
-def test_every_sentence_decoded_under_named_and_explicit_schedules(flags, toy_data, checkpoint, tmp_path):
+def test_named_and_spelled_out_schedules_decode_alike(flags, toy_data, checkpoint, tmp_path):
+    # uniform:4 of T = 2000 spelled out (the rule: test_schedule)
     n_test = len((toy_data / "raw" / "test.src").read_text().splitlines())
-    for name, schedule in (("uniform", "uniform:4"), ("explicit", "1999,1200,400,0")):
-        out = generate(toy_data / "bin", checkpoint, tmp_path / name, "--tp-schedule", schedule, "--print-step",
-                       *flags)
-        hypotheses = read_hypotheses(out)
-        assert sorted(hypotheses) == list(range(n_test))
-        assert all(line.split("\t")[1] == "4" for line in out.read_text().splitlines() if line.startswith("I-"))
+    outputs = [generate(toy_data / "bin", checkpoint, tmp_path / str(i), "--tp-schedule", schedule, "--print-step",
+                        *flags) for i, schedule in enumerate(("uniform:4", "1999,1499,999,499"))]
+    assert sorted(read_hypotheses(outputs[0])) == list(range(n_test))
+    assert read_hypotheses(outputs[0]) == read_hypotheses(outputs[1])
+    assert {line.split("\t")[1] for line in outputs[0].read_text().splitlines() if line.startswith("I-")} == {"4"}
 
 
-def test_mbr_over_three_samples(toy_data, checkpoint, tmp_path):
-    out = generate(toy_data / "bin", checkpoint, tmp_path, "--tp-schedule", "uniform:4", "--mbr-samples", "3",
-                   "--continuous-sampler", "ddpm", "--seed", "3")
-    assert len(read_hypotheses(out)) == 20
+def test_mbr_keeps_the_consensus_of_the_samples_a_plain_decode_draws(checkpoint):
+    from fairseq_tp.diffusion import DecodingOptions, RandomSource
+    from fairseq_tp.fairseq_glue.generator import DiffusionGenerator, Encoded, mbr_choice
+    from fairseq_tp.schedules import Schedule
+    model, task = load(checkpoint)
+    task.load_dataset("test")
+    dataset = task.dataset("test")
+    sample = dataset.collater([dataset[i] for i in range(len(dataset))])
+    schedule, k = Schedule.uniform(4, T), 3
+    mbr = DiffusionGenerator(task.target_dictionary, schedule, DecodingOptions(continuous_sampler="ddpm", mbr_samples=k))
+    single = DiffusionGenerator(task.target_dictionary, schedule, DecodingOptions(continuous_sampler="ddpm"))
+    encoded = mbr.encode(model, sample["net_input"]["src_tokens"], sample["net_input"]["src_lengths"])
+    rng = lambda: RandomSource([torch.Generator().manual_seed(7)])  # noqa: E731
+    kept = [h[0] for h in mbr.decode(model, encoded, [schedule], rng())[0]]
+    # the rows mbr decodes (each sentence k times, adjacent) as independent sentences, with the same noise
+    order = torch.arange(encoded.batch_size).repeat_interleave(k)
+    rows = Encoded(model.encoder.reorder_encoder_out(encoded.encoder_out, order), encoded.lengths[order],
+                   encoded.batch_size * k, 1)
+    samples = [h[0] for h in single.decode(model, rows, [schedule], rng())[0]]
+    text = lambda h: task.target_dictionary.string(h["tokens"], extra_symbols_to_ignore=single.symbols_to_strip_from_output)  # noqa: E731
+    differing = 0
+    for i, hypo in enumerate(kept):
+        texts = [text(h) for h in samples[k * i:k * i + k]]
+        assert text(hypo) == texts[mbr_choice(texts)]
+        differing += len(set(texts)) > 1
+    assert differing >= len(kept) // 2, "the samples hardly differ: the test would not see a wrong choice"
 
 
 def test_mbr_choice_is_the_consensus():

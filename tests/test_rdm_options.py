@@ -26,19 +26,39 @@ RDM_CRITERION = {"label_smoothing": 0.0}
 # Where our default differs in spelling only: None resolves to cosine for every RDM family.
 SAME_MEANING = {"noise_scheduler_type": None}
 
-ACCEPTED = [
-    ["--q-sample-mode", "coupled"], ["--q-sample-mode", "multi-step"], ["--q-sample-mode", "multi-sample"],
-    ["--time-sampler-type", "is"], ["--scale-attn-masking"], ["--encoder-concat-pe", "--decoder-concat-pe"],
-    ["--encoder-rpe-num-buckets", "32", "--decoder-rpe-num-buckets", "16"], ["--timestep-emb-type", "learnable"],
-    ["--decoding-time-difference", "2"], ["--temperature-annealing"], ["--beam-within-length", "3"],
-    ["--return-all-cands"], ["--not-diffusing-special-sym"], ["--lambda-direct-xentropy", "0.5"],
-    ["--diffusion-type", "reparam-absorbing", "--reweighting-type", "reciprocal", "--q-sample-mode", "coupled"],
-    ["--diffusion-type", "multinomial", "--not-diffusing-special-sym", "--decoder-loss-type", "simple",
-     "--noise-scheduler-type", "linear", "--q-sample-mode", "coupled"],
-    ["--diffusion-type", "reparam-multinomial", "--noise-distribution", "unigram", "--q-sample-mode", "coupled"],
-    ["--argmax-decoding", "--decoding-strategy", "reparam-cond-deterministic-cosine", "--load-ema-weights"],
-    ["--pred-length-offset", "--sg-length-pred", "--length-loss-factor", "0.2"], ["--label-smoothing", "0.1"],
+# Training options, each against the flags it is added to: (base, option, whether the first batch's loss or
+# gradients change).  An option accepted and ignored would leave both as they are; where RDM itself shows no
+# change on a first batch, equality is the check.  (--sg-length-pred needs --apply-bert-init: fairseq's
+# Embedding(..., None) zeroes the length embedding, so no length gradient reaches the encoder at first.)
+TRAINING = [
+    ([], ["--q-sample-mode", "coupled"], True), ([], ["--q-sample-mode", "multi-step"], True),
+    ([], ["--q-sample-mode", "multi-sample"], True),
+    ([], ["--timestep-emb-type", "learnable"], True), ([], ["--not-diffusing-special-sym"], True),
+    ([], ["--lambda-direct-xentropy", "0.5"], True), ([], ["--label-smoothing", "0.1"], True),
+    ([], ["--pred-length-offset"], True), (["--apply-bert-init"], ["--sg-length-pred"], True), ([], ["--length-loss-factor", "0.2"], True),
+    (["--diffusion-type", "reparam-absorbing", "--q-sample-mode", "coupled"], ["--reweighting-type", "reciprocal"], True),
+    # the loss types differ only at t = 0: T = 2 draws it
+    (["--diffusion-type", "multinomial", "--not-diffusing-special-sym", "--num-diffusion-timesteps", "2"],
+     ["--decoder-loss-type", "simple"], True),
+    (["--diffusion-type", "multinomial", "--not-diffusing-special-sym"], ["--noise-scheduler-type", "linear"], True),
+    (["--diffusion-type", "reparam-multinomial"], ["--noise-distribution", "unigram"], True),
+    # RDM's importance sampler draws uniformly until every timestep has a loss history (test_rdm_training).
+    ([], ["--time-sampler-type", "is"], False),
+    ([], ["--encoder-concat-pe", "--decoder-concat-pe"], False),  # RDM's defaults
+    ([], ["--scale-attn-masking"], False),  # a no-op in RDM too (its decoder never gets the mask); we warn
+    # RDM reads the bucket counts only with relative positions, which are refused below.
+    ([], ["--encoder-rpe-num-buckets", "32", "--decoder-rpe-num-buckets", "16"], False),
 ]
+# Decoding options: where each lands in the generator (their effects: test_rdm_decoding, test_rdm_fixture_options;
+# --load-ema-weights: test_end_to_end).
+DECODING = {
+    "--decoding-time-difference 2": lambda g: g.options.time_difference == 2,
+    "--temperature-annealing": lambda g: g.options.temperature_annealing is True,
+    "--beam-within-length 3": lambda g: g.beam_within_length == 3,
+    "--return-all-cands": lambda g: g.return_all_cands is True,
+    "--argmax-decoding --decoding-strategy reparam-cond-deterministic-cosine":
+        lambda g: g.options.argmax is True and g.options.strategy == "reparam-cond-deterministic-cosine",
+}
 REFUSED = [
     (["--time-sampler-type", "none"], "--time-sampler-type none"),
     (["--encoder-use-rpe"], "--encoder-use-rpe"),
@@ -96,19 +116,60 @@ def test_default_noise_schedule_is_rdms_cosine(toy_data):
     assert torch.equal(default.log_cumprod_alpha, cosine.log_cumprod_alpha)
 
 
-@pytest.mark.parametrize("flags", ACCEPTED, ids=" ".join)
-def test_accepted_and_trains_one_batch(flags, toy_data):
-    args, task, model, criterion = build(toy_data, flags)
-    for i, flag in enumerate(flags):  # each option reaches the namespace with the value given
+def reaches_the_namespace(args, flags):
+    for i, flag in enumerate(flags):
         if flag.startswith("--"):
             given = flags[i + 1] if i + 1 < len(flags) and not flags[i + 1].startswith("--") else True
             got = getattr(args, flag[2:].replace("-", "_"))
             assert (got is True) if given is True else str(got) == given, (flag, got)
+
+
+def first_batch(toy_data, flags):
+    """The loss and gradients of one training batch, from the same seed for model and noise."""
+    torch.manual_seed(1)
+    args, task, model, criterion = build(toy_data, flags)
     task.load_dataset("valid")
     dataset = task.dataset("valid")
     sample = dataset.collater([dataset[i] for i in range(4)])
-    loss, _, log = criterion(model.train(), sample)
-    assert torch.isfinite(loss)
+    torch.manual_seed(2)
+    loss, _, _ = criterion(model.train(), sample)
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return args, loss.detach(), grads
+
+
+def same_batch(a, b):
+    return torch.equal(a[1], b[1]) and a[2].shape == b[2].shape and torch.equal(a[2], b[2])
+
+
+_baselines = {}
+
+
+def reproducible_baseline(toy_data, base):
+    if tuple(base) not in _baselines:
+        baseline = first_batch(toy_data, base)
+        assert same_batch(baseline, first_batch(toy_data, base)), "not reproducible: a difference would mean nothing"
+        _baselines[tuple(base)] = baseline
+    return _baselines[tuple(base)]
+
+
+@pytest.mark.parametrize("base,option,changes", TRAINING, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_training_option_reaches_the_first_batch(base, option, changes, toy_data):
+    baseline = reproducible_baseline(toy_data, base)
+    with_option = first_batch(toy_data, base + option)
+    reaches_the_namespace(with_option[0], option)
+    assert torch.isfinite(with_option[1])
+    assert same_batch(baseline, with_option) != changes
+
+
+@pytest.mark.parametrize("flags", sorted(DECODING))
+def test_decoding_option_reaches_the_generator(flags, toy_data):
+    from fairseq import tasks
+    _, _, model, _ = build(toy_data, [])
+    args, cfg = parse(toy_data, flags.split(), kind="generate")
+    reaches_the_namespace(args, flags.split())
+    generator = tasks.setup_task(cfg.task).build_generator([model.eval()], cfg.generation)
+    assert DECODING[flags](generator)
 
 
 @pytest.mark.parametrize("flags,start", REFUSED, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
