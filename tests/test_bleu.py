@@ -33,3 +33,17 @@ def test_statistics_and_scores_are_sacrebleus(seed):
 
 def test_empty_share_counts_nothing():
     assert SacreBleu().statistics([]) == [0] * 10
+
+
+def test_sacrebleus_tokenised_text_warning_comes_once_per_process(caplog):
+    tokenised = [Translation(i, "", "he said unto them .", "he said to them .") for i in range(120)]
+    scorer = SacreBleu()
+    with caplog.at_level("WARNING", logger="sacrebleu"):
+        for _ in range(3):  # three evaluations of a search
+            scorer.score(tokenised)
+        SacreBleu().score(tokenised)
+    assert [r.getMessage() for r in caplog.records if r.name == "sacrebleu"] == [
+        "That's 100 lines that end in a tokenized period ('.')",
+        "It looks like you forgot to detokenize your test data, which may hurt your score.",
+        "If you insist your data is detokenized, or don't care, you can suppress this message with the `force` "
+        "parameter."]

@@ -11,6 +11,7 @@ Both score from integer sufficient statistics (hypothesis and reference lengths,
 totals) summed over sentences, so that shares of a corpus scored apart (e.g. on several ranks) and
 summed give exactly the corpus score.
 """
+import logging
 import re
 from dataclasses import dataclass
 from typing import Optional, List, Sequence
@@ -36,11 +37,31 @@ def compound_split(line: str) -> str:
     return _COMPOUND.sub(r"\1 ##AT##-##AT## \2", line)
 
 
+class _EachMessageOnce(logging.Filter):
+    def __init__(self):
+        super().__init__()
+        self._seen = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self._seen:
+            return False
+        self._seen.add(message)
+        return True
+
+
+# sacreBLEU warns about tokenised text on every corpus it scores, and a search scores hundreds: say it once.
+_SACREBLEU_WARNINGS_ONCE = _EachMessageOnce()
+
+
 class SacreBleu:
     name = "sacrebleu"
 
     def __init__(self, tokenize: Optional[str] = None, lowercase: bool = False):
         """``tokenize``: sacreBLEU's tokenizer (default its 13a; "none" for text tokenized already)."""
+        sacrebleu_logger = logging.getLogger("sacrebleu")
+        if _SACREBLEU_WARNINGS_ONCE not in sacrebleu_logger.filters:
+            sacrebleu_logger.addFilter(_SACREBLEU_WARNINGS_ONCE)
         self._metric = sacrebleu.metrics.BLEU(tokenize=tokenize, lowercase=lowercase)
         self._metric.corpus_score(["."], [["."]])  # the signature names the reference count only once known
 
