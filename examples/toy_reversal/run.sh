@@ -7,14 +7,16 @@
 #  - vanilla multinomial (40-word vocabulary, RDM's recipe): 50 steps degrade and a searched 4-step schedule
 #    beats uniform-4 (the Temporal Pruning paper's case); decoded as the paper did (`default` strategy,
 #    argmax, noise replicates in the search), its test rows are means over noise seeds 1-3.
-# Usage: [TRAIN_SEED=1] [OMP_NUM_THREADS=1] run.sh [WORK_DIR]   (CPU; ~4 minutes on 2 cores)
+# Usage: [TRAIN_SEED=2] [OMP_NUM_THREADS=1] run.sh [WORK_DIR]   (CPU; ~4 minutes on 2 cores)
+# Seed 2: the seed whose multinomial model learned on every CPU tried (seed 1's did not on an AMD EPYC; see
+# docs/development.md).
 #
 # Checkpoint folders are WORK_DIR/ckpt-<model>-<hash of the data generator, the training options and the
 # seed>: a finished model of the same recipe is reused (and said so); any other (or unfinished) one is not.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${1:-$here/work}
-seed=${TRAIN_SEED:-1}
+seed=${TRAIN_SEED:-2}
 plugin=$(python -c 'import fairseq_tp, os; print(os.path.dirname(fairseq_tp.__file__))')
 # One thread by default: these 64-dim models train no faster on two (measured), and an OpenMP team of two
 # slows down ~15x when another process holds one of the cores. The two models train side by side when
