@@ -59,9 +59,7 @@ class SacreBleu:
 
     def __init__(self, tokenize: Optional[str] = None, lowercase: bool = False):
         """``tokenize``: sacreBLEU's tokenizer (default its 13a; "none" for text tokenized already)."""
-        sacrebleu_logger = logging.getLogger("sacrebleu")
-        if _SACREBLEU_WARNINGS_ONCE not in sacrebleu_logger.filters:
-            sacrebleu_logger.addFilter(_SACREBLEU_WARNINGS_ONCE)
+        logging.getLogger("sacrebleu").addFilter(_SACREBLEU_WARNINGS_ONCE)  # a no-op once added
         self._metric = sacrebleu.metrics.BLEU(tokenize=tokenize, lowercase=lowercase)
         self._metric.corpus_score(["."], [["."]])  # the signature names the reference count only once known
 
