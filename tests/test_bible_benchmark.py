@@ -141,3 +141,23 @@ def test_missing_checkpoint_is_one_line(work, tmp_path):
     assert done.stderr.strip() == (f"benchmark.py: error: no checkpoint {root}/ckpt/kjv-web-continuous/"
                                    f"checkpoint_last.pt; run examples/bible/train.sh first")
     assert not (tmp_path / "r.json").exists()
+
+
+def test_sweep_share_only_against_the_same_checkpoint():
+    sys.path.insert(0, str(REPO / "examples" / "bible"))
+    from benchmark import markdown
+
+    def entry(updates, rows):
+        return {"date": "d", "machine": "m", "threads": 1, "load_average": [0.0], "repeats": 1, "command": "c",
+                "decoding": "x", "checkpoint_updates": updates, "rows": rows}
+    sweep = {"checkpoint_updates": 4028, "rows": [{"steps": 6, "uniform_bleu": 24.87, "searched_bleu": 25.43,
+                                                   "searched_timesteps": [49, 40, 30, 20, 10, 0]}]}
+    full_row = {"row": "vanilla-50", "steps": 50, "bleu": 27.5}
+    same = markdown({"task": "t", "scorer": "s", "models": {"absorbing": entry(4028, [full_row])},
+                     "sweeps": {"absorbing": sweep}})
+    assert "steps against the all-steps BLEU (27.5)" in same and "| 6 | 24.87 | 90.4% | 25.43 | 92.5% |" in same
+    # retrained to 20 updates after the sweep: its 0.14 must not become a 17,764% share
+    retrained = markdown({"task": "t", "scorer": "s", "models": {"absorbing": entry(20, [full_row | {"bleu": 0.14}])},
+                          "sweeps": {"absorbing": sweep}})
+    assert "another checkpoint (20 updates; the sweep's has 4028)" in retrained
+    assert "| 6 | 24.87 | — | 25.43 | — |" in retrained

@@ -309,7 +309,18 @@ def run_info(args, model, bench):
     updates = None if model == "copy" else bench.updates(model)
     if updates is not None:
         info["checkpoint_updates"] = updates
+    if model != "copy":
+        from fairseq_tp.fairseq_search.loading import sha256_of
+        info["checkpoint_sha256"] = sha256_of(bench.checkpoint(model))
     return info
+
+
+def same_checkpoint(a, b) -> bool:
+    """Whether two entries measured the same checkpoint: by hash where both have one (entries since 2026-12-05),
+    else by update count."""
+    if a.get("checkpoint_sha256") and b.get("checkpoint_sha256"):
+        return a["checkpoint_sha256"] == b["checkpoint_sha256"]
+    return a.get("checkpoint_updates") == b.get("checkpoint_updates")
 
 
 def main():
@@ -426,9 +437,15 @@ def markdown(results) -> str:
                 cells.append(f"{d['mean']:+.2f}{sd} ({d['positive']}/{d['pairs']})" if d else "—")
             lines.append(f"| {model} | {r['row']} | {cells[0]} | {cells[1]} |")
     for model, sweep in results.get("sweeps", {}).items():
-        full = next((r["bleu"] for r in results["models"].get(model, {}).get("rows", [])
+        table = results["models"].get(model, {})
+        full = next((r["bleu"] for r in table.get("rows", [])
                      if r["row"].startswith("vanilla-") and r["steps"] > 4), None)
-        lines += ["", f"{model}: steps against the all-steps BLEU ({full if full is not None else '?'}); "
+        if full is not None and not same_checkpoint(sweep, table):  # retrained since the sweep: no share
+            full, why = None, (f"? — the table's {model} is another checkpoint ({table.get('checkpoint_updates')} "
+                               f"updates; the sweep's has {sweep.get('checkpoint_updates')})")
+        else:
+            why = full if full is not None else "?"
+        lines += ["", f"{model}: steps against the all-steps BLEU ({why}); "
                   f"searched = botorch, 20 shots, seed 1, budget as above",
                   "", "| steps | uniform | share | searched | share | searched schedule |", "|---|---|---|---|---|---|"]
         for r in sweep["rows"]:
