@@ -290,16 +290,32 @@ def test_bad_confirmation_and_space_options_get_one_line(flags, message, capsys,
     assert not (tmp_path / "schedule.json").exists()
 
 
+FRONT = ("--steps", "2,3", "--shots", "20", "--target", "0.9", "--confirm-shots", "40", *COSINE)
+
+
+@pytest.fixture(scope="module")
+def confirmed_front(tmp_path_factory):
+    """A front over N = 2, 3 on the RDM absorbing fixture, every N confirmed: (its record, its folder)."""
+    work = tmp_path_factory.mktemp("confirmed-front")
+    return _search(work, *FRONT, "--budget", "12", "--confirm-top", "2"), work
+
+
 @pytest.mark.fixture_dir("rdm-toy")
-def test_the_front_chooses_n_from_shares_on_the_confirmation_sentences(tmp_path):
-    record = _search(tmp_path, "--steps", "2,3", "--shots", "20", "--budget", "12", "--target", "0.9",
-                     "--confirm-top", "2", "--confirm-shots", "40", *COSINE)
+def test_the_front_chooses_n_from_shares_on_the_confirmation_sentences(confirmed_front):
+    record, work = confirmed_front
     assert record["shares_from"] == "confirmation"
     front = {p["steps"]: p for p in record["front"]}
     for n in (2, 3):  # each N confirmed against its own uniform, in its own trial log
-        confirms = [line for line in _log_lines(tmp_path / f"schedule.trials.steps{n}.jsonl")
-                    if line.get("kind") == "confirm"]
+        lines = _log_lines(work / f"schedule.trials.steps{n}.jsonl")
+        confirms = [line for line in lines if line.get("kind") == "confirm"]
         assert len(confirms) == 3
+        # the front names what N writes and its BLEU there, as that log recorded them
+        confirmed = {(tuple(c["timesteps"]), tuple(c.get("rates") or ())): c["bleu"] for c in confirms}
+        assert front[n]["bleu"] == confirmed[tuple(front[n]["timesteps"]), tuple(front[n].get("rates") or ())]
+        assert front[n]["uniform_bleu"] == confirmed[tuple(front[n]["uniform_timesteps"]), ()]
+        assert front[n]["searched"]["few_shot_bleu"] == max(t["bleu"] for t in lines if t.get("kind") != "confirm")
+    chosen_entry = front[record["steps"]]
+    assert (chosen_entry["timesteps"], chosen_entry.get("rates")) == (record["timesteps"], record.get("rates"))
     shares = record["confirmation"]["front"]["shares"]
     assert record["all_steps"]["bleu"] == record["confirmation"]["front"]["all_steps_bleu"]
     assert {int(n): s for n, s in shares.items()} == {n: front[n]["share"] for n in (2, 3)}
@@ -308,6 +324,24 @@ def test_the_front_chooses_n_from_shares_on_the_confirmation_sentences(tmp_path)
     assert front[chosen]["share"] == pytest.approx(written / record["all_steps"]["bleu"])
     reaching = [n for n in (2, 3) if front[n]["share"] >= 0.9]
     assert chosen == (min(reaching) if reaching else max((2, 3), key=lambda n: (front[n]["share"], -n)))
+
+
+@pytest.mark.fixture_dir("rdm-toy")
+def test_a_front_whose_searches_evaluated_only_uniform_writes_uniform_scored_on_the_confirmation_sentences(
+        confirmed_front, tmp_path):
+    # budget 2 over N = 2, 3: each N evaluates its uniform alone, so there is nothing to confirm (was a KeyError)
+    record = _search(tmp_path, *FRONT, "--budget", "2")
+    assert record["shares_from"] == "confirmation"
+    assert record["confirmation"]["skipped"] == "the search evaluated no schedule besides uniform"
+    # the same sentences' BLEU as the confirmed front's: its uniform candidates, as its trial logs recorded them
+    reference, _ = confirmed_front
+    assert record["all_steps"] == reference["all_steps"]
+    confirmed = {p["steps"]: p["uniform_bleu"] for p in reference["front"]}
+    for p in record["front"]:
+        assert p["evaluations"] == 1 and p["timesteps"] == p["uniform_timesteps"] and "rates" not in p
+        assert p["bleu"] == p["uniform_bleu"] == confirmed[p["steps"]]
+        assert p["share"] == pytest.approx(p["bleu"] / record["all_steps"]["bleu"])
+    assert record["timesteps"] == record["uniform_timesteps"] and "rates" not in record
 
 
 @pytest.mark.fixture_dir("rdm-toy")

@@ -182,14 +182,14 @@ def summary_lines(report) -> List[str]:
                      f"[{low:+.2f}, {high:+.2f}]")
     if report.front is not None:
         front = report.front
-        where = ("shares on the confirmation sentences" if record.get("shares_from") == "confirmation"
-                 else "shares on the shots")
-        lines.append(f"front over N (few-shot BLEU; {where}, all {front.reference_schedule.steps} steps there: "
-                     f"{front.reference_bleu:.2f}; target {front.target:.0%}):")
+        where = "the confirmation sentences" if front.measured_on == "confirmation" else "the shots"
+        lines.append(f"front over N (what each N writes; BLEU and shares on {where}, all "
+                     f"{front.reference_schedule.steps} steps there: {front.reference_bleu:.2f}; target "
+                     f"{front.target:.0%}):")
         for p in front.points:
             mark = "  <- chosen" if p is front.chosen else ""
-            lines.append(f"  N = {p.steps:<3} searched {str(p.result.best_schedule):>24}  BLEU {p.result.best_bleu:6.2f} "
-                         f"({p.share:.1%})  uniform {p.result.baseline_bleu:6.2f} ({p.uniform_share:.1%}){mark}")
+            lines.append(f"  N = {p.steps:<3} {str(p.schedule):>24}  BLEU {p.bleu:6.2f} ({p.share:.1%})  "
+                         f"uniform {p.uniform_bleu:6.2f} ({p.uniform_share:.1%}){mark}")
         if not front.target_met:
             lines.append(f"  no N reached {front.target:.0%} of the all-steps BLEU: wrote the best share")
     if report.evaluation:

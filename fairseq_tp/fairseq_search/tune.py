@@ -6,7 +6,6 @@ decoding options) and a :class:`SearchConfig`; it checks every option it can bef
 anything and the rest (subsets, N against T) right after loading, before any decoding.
 """
 import contextlib
-import dataclasses
 import logging
 import os
 import time
@@ -22,7 +21,7 @@ from ..diffusion.decoding import check_schedule_rates, pass_rates
 from ..search import (Confirmation, Front, ScheduleSpace, SearchResult, TrialLog, candidates,
                       choose_confirmed, derive_seed, read_confirmations, run_search,
                       search_front, selection_confidence, sentences_digest)
-from ..search.front import choose
+from ..search.front import choose, front_point
 from ..search.trial_log import locked
 from . import distributed
 from .bleu import build_bleu
@@ -250,7 +249,7 @@ def schedule_record(cfg, run: PreparedSearch, found: FoundSchedule, guard) -> Di
     if found.confirmation is not None:
         record["confirmation"] = found.confirmation
     if found.front is not None:
-        record.update(front_record(found.front, confirmed=bool(found.confirmation and "front" in found.confirmation)))
+        record.update(front_record(found.front))
     return record
 
 
@@ -398,25 +397,35 @@ def confirm_choice(objective, ids, front, result, space, spaces, bleu, search: S
 
 def confirm_front(objective, ids: List[int], front: Front, spaces, bleu, search: SearchConfig, T: int, seed: int):
     """With several --steps: confirm every N, then choose N again from shares of the all-steps BLEU on the
-    confirmation sentences (what each N writes there / all T steps there).  Returns (front, the chosen N's
+    confirmation sentences (what each N writes there / all T steps there).  An N whose search evaluated only
+    uniform writes uniform, decoded there beside the all-steps reference.  Returns (front, the chosen N's
     confirmation record with the per-N shares, its schedule)."""
     if not ids:
         return front, {"skipped": "no sentences left beside the shots"}, None
     confirmed = {p.steps: confirm(objective, ids, p.result, bleu, search, search.log_path_for(p.steps), T,
                                   spaces[p.steps], seed) for p in front.points}
-    statistics = objective.sentence_statistics([front.reference_schedule]).sum(axis=1)[0]  # [draws, k]
-    reference = float(np.mean([bleu.from_statistics([int(x) for x in draw]) for draw in statistics]))
+    unconfirmed = [p.result.baseline_schedule for p in front.points if "skipped" in confirmed[p.steps][0]]
+    decoded = list(dict.fromkeys([front.reference_schedule, *unconfirmed]))  # N = T's uniform is the reference
+    scores = {}
+    for schedule in decoded:  # one at a time: schedules decoded together share N
+        draws = objective.sentence_statistics([schedule])[0].sum(axis=0)  # [draws, k]
+        scores[schedule] = float(np.mean([bleu.from_statistics([int(x) for x in draw]) for draw in draws]))
+    reference = scores[front.reference_schedule]
     points = []
     for p in front.points:
-        record, _ = confirmed[p.steps]
-        written = record["candidates"][record["chosen"]]["bleu"]
-        shares = [b / reference if reference > 0 else 0.0 for b in (written, record["candidates"][0]["bleu"])]
-        points.append(dataclasses.replace(p, share=shares[0], uniform_share=shares[1]))
+        record, pick = confirmed[p.steps]
+        if "skipped" in record:
+            uniform = scores[p.result.baseline_schedule]
+            points.append(front_point(p.steps, p.result, p.result.baseline_schedule, uniform, uniform, reference))
+        else:
+            points.append(front_point(p.steps, p.result, pick, record["candidates"][record["chosen"]]["bleu"],
+                                      record["candidates"][0]["bleu"], reference))
     chosen, met = choose(points, front.target)
     record, schedule = confirmed[chosen.steps]
     record = {**record, "front": {"all_steps_bleu": reference, "shares": {p.steps: p.share for p in points},
                                   "uniform_shares": {p.steps: p.uniform_share for p in points}}}
-    return Front(front.reference_schedule, reference, points, front.target, chosen, met), record, schedule
+    return Front(front.reference_schedule, reference, points, front.target, chosen, met, "confirmation"), record, \
+        schedule
 
 
 def confidence_guard(objective, result: SearchResult, bleu, minimum: float, seed: int) -> Dict[str, Any]:
@@ -430,16 +439,18 @@ def confidence_guard(objective, result: SearchResult, bleu, minimum: float, seed
             "searched_timesteps": list(result.best_schedule.timesteps), "searched_bleu": result.best_bleu}
 
 
-def front_record(front: Front, confirmed: bool = False) -> Dict[str, Any]:
-    """The front, as the schedule file records it beside the chosen N's schedule (``all_steps`` BLEU and the
-    shares on the confirmation sentences when ``confirmed``, else on the shots)."""
+def front_record(front: Front) -> Dict[str, Any]:
+    """The front, as the schedule file records it beside the chosen N's schedule: per N what it writes and the
+    uniform schedule, their BLEU and shares where the front was measured (``shares_from``), and its search."""
     return {
-        "shares_from": "confirmation" if confirmed else "shots",
+        "shares_from": front.measured_on,
         "target": front.target,
         "target_met": front.target_met,
         "all_steps": {"timesteps": list(front.reference_schedule.timesteps), "bleu": front.reference_bleu},
-        "front": [{"steps": p.steps, "timesteps": list(p.result.best_schedule.timesteps), "bleu": p.result.best_bleu,
-                   "share": p.share, "uniform_timesteps": list(p.result.baseline_schedule.timesteps),
-                   "uniform_bleu": p.result.baseline_bleu, "uniform_share": p.uniform_share,
+        "front": [{"steps": p.steps, **p.schedule.to_dict(), "bleu": p.bleu, "share": p.share,
+                   "uniform_timesteps": list(p.result.baseline_schedule.timesteps), "uniform_bleu": p.uniform_bleu,
+                   "uniform_share": p.uniform_share,
+                   "searched": {**p.result.best_schedule.to_dict(), "few_shot_bleu": p.result.best_bleu,
+                                "uniform_few_shot_bleu": p.result.baseline_bleu},
                    "evaluations": p.result.evaluations} for p in front.points],
     }

@@ -18,10 +18,14 @@ from .space import ScheduleSpace
 
 @dataclass(frozen=True)
 class FrontPoint:
+    """One N: its search, and what it would write, scored where the front is measured (``Front.measured_on``)."""
     steps: int
-    result: SearchResult
-    share: float  # searched few-shot BLEU / all-steps few-shot BLEU
-    uniform_share: float  # the same for the uniform N-step schedule
+    result: SearchResult  # the search on the shots
+    schedule: Schedule  # what this N writes: the search's best, or the confirmation's pick
+    bleu: float
+    uniform_bleu: float  # the uniform N-step schedule, in the same place
+    share: float  # bleu / the all-steps BLEU there
+    uniform_share: float
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,13 @@ class Front:
     target: float
     chosen: FrontPoint
     target_met: bool
+    measured_on: str = "shots"  # or "confirmation": the sentences beside the shots
+
+
+def front_point(steps: int, result: SearchResult, schedule: Schedule, bleu: float, uniform_bleu: float,
+                reference_bleu: float) -> FrontPoint:
+    share = (lambda b: b / reference_bleu if reference_bleu > 0 else 0.0)  # noqa: E731
+    return FrontPoint(steps, result, schedule, bleu, uniform_bleu, share(bleu), share(uniform_bleu))
 
 
 def divide_budget(budget: int, spaces: Sequence[ScheduleSpace]) -> List[int]:
@@ -77,8 +88,7 @@ def search_front(objective: Objective, num_timesteps: int, steps: Sequence[int],
         result = run_search(objective, space, dataclasses.replace(settings, budget=budget),
                             log_path=log_path(space.steps), config={**config, "budget": budget}, resume=resume,
                             progress=progress)
-        shares = [bleu / reference_bleu if reference_bleu > 0 else 0.0 for bleu in (result.best_bleu,
-                                                                                    result.baseline_bleu)]
-        points.append(FrontPoint(space.steps, result, *shares))
+        points.append(front_point(space.steps, result, result.best_schedule, result.best_bleu, result.baseline_bleu,
+                                  reference_bleu))
     chosen, met = choose(points, target)
     return Front(reference, reference_bleu, points, target, chosen, met)

@@ -72,20 +72,21 @@ def _save_atomically(figure: Figure, path: str) -> None:
 
 
 def plot_front(front, path: str) -> None:
-    """BLEU against the number of steps: searched and uniform schedules, the all-steps BLEU and the target."""
+    """BLEU against the number of steps: what each N writes and uniform, the all-steps BLEU and the target, all
+    measured where the front was (the shots, or the confirmation sentences)."""
     figure = Figure(figsize=(6.5, 4.2), constrained_layout=True)
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     steps = [p.steps for p in front.points]
-    axes.plot(steps, [p.result.best_bleu for p in front.points], "o-", color="tab:blue", label="searched")
-    axes.plot(steps, [p.result.baseline_bleu for p in front.points], "s--", color="black", label="uniform")
+    axes.plot(steps, [p.bleu for p in front.points], "o-", color="tab:blue", label="written")
+    axes.plot(steps, [p.uniform_bleu for p in front.points], "s--", color="black", label="uniform")
     axes.axhline(front.reference_bleu, color="tab:green", label=f"all {front.reference_schedule.steps} steps")
     axes.axhline(front.target * front.reference_bleu, color="tab:green", linestyle=":",
                  label=f"target ({front.target:.0%})")
-    axes.scatter([front.chosen.steps], [front.chosen.result.best_bleu], s=120, facecolors="none",
+    axes.scatter([front.chosen.steps], [front.chosen.bleu], s=120, facecolors="none",
                  edgecolors="tab:red", zorder=3, label=f"chosen: N = {front.chosen.steps}")
     axes.set_xticks(steps)
     axes.set_xlabel("decoder passes N")
-    axes.set_ylabel("few-shot BLEU")
+    axes.set_ylabel("BLEU on the " + ("confirmation sentences" if front.measured_on == "confirmation" else "shots"))
     axes.legend(fontsize="small", loc="lower right")
     _save_atomically(figure, path)
