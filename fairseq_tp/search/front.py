@@ -41,8 +41,8 @@ class Front:
 
 def front_point(steps: int, result: SearchResult, schedule: Schedule, bleu: float, uniform_bleu: float,
                 reference_bleu: float) -> FrontPoint:
-    share = (lambda b: b / reference_bleu if reference_bleu > 0 else 0.0)  # noqa: E731
-    return FrontPoint(steps, result, schedule, bleu, uniform_bleu, share(bleu), share(uniform_bleu))
+    shares = [b / reference_bleu if reference_bleu > 0 else 0.0 for b in (bleu, uniform_bleu)]
+    return FrontPoint(steps, result, schedule, bleu, uniform_bleu, *shares)
 
 
 def divide_budget(budget: int, spaces: Sequence[ScheduleSpace]) -> List[int]:
