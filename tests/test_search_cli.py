@@ -394,3 +394,28 @@ def test_front_over_steps_writes_the_chosen_schedule_the_front_and_a_plot(toy_da
     message = search_error(capsys, str(toy_data / "bin"), "--path", str(checkpoints["absorbing"]), "--steps", "3",
                            "--target", "0.9", "--cpu", "--output", str(tmp_path / "t.json"))
     assert message == "fairseq-tp-search: error: --target and --front-plot need several --steps (e.g. --steps 2,3,4,6)"
+
+
+class FakeTimingObjective:
+    """BLEU = the schedule's steps; speeds handed out in call order."""
+    def __init__(self, speeds):
+        self.speeds = iter(speeds)
+
+    def translate(self, schedules):  # the warm-up
+        pass
+
+    def timed(self, schedule):
+        return float(schedule.steps), float(next(self.speeds))
+
+
+def test_time_schedules_gives_median_speeds_and_a_bar_step_per_decode(capsys):
+    from fairseq_tp.fairseq_search.timing import time_schedules
+    from fairseq_tp.schedules import Schedule
+    schedules = {"two": Schedule((49, 24), 50), "four": Schedule((49, 36, 23, 11), 50)}
+    rows = time_schedules(FakeTimingObjective([10, 1, 30, 2, 20, 3]), schedules, repeats=3, progress="timing")
+    assert rows == {"two": {"timesteps": [49, 24], "bleu": 2.0, "sents_per_s": 20.0},
+                    "four": {"timesteps": [49, 36, 23, 11], "bleu": 4.0, "sents_per_s": 2.0}}
+    bar = capsys.readouterr().err
+    assert "timing: 100%" in bar and "6/6" in bar
+    time_schedules(FakeTimingObjective([1, 1]), schedules, repeats=1)
+    assert capsys.readouterr().err == ""  # no progress asked, none shown

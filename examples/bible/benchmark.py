@@ -192,8 +192,10 @@ class Bench:
         timed = {}  # {noise seed: {schedule name: bleu, sents/s}}; timed only under the first seed
         for n, seed in enumerate(noise_seeds):
             objective = decoder.objective(seed)
-            timed[seed] = time_schedules(objective, full, (args.full_repeats or args.repeats) if n == 0 else 1)
-            timed[seed].update(time_schedules(objective, schedules, args.repeats if n == 0 else 1))
+            progress = f"[bible] {model}, noise seed {seed}"
+            timed[seed] = time_schedules(objective, full, (args.full_repeats or args.repeats) if n == 0 else 1,
+                                         progress=progress)
+            timed[seed].update(time_schedules(objective, schedules, args.repeats if n == 0 else 1, progress=progress))
         first = timed[noise_seeds[0]]
         full_speed = first[f"vanilla-{T}"]["sents_per_s"]
 
@@ -244,7 +246,8 @@ class Bench:
             schedules[f"vanilla-{n}"] = Schedule.uniform(n, T)
             schedules[f"tp-{n}"] = written_schedule(found[n], T)
         print(f"[bible] {model}: decoding the test set under {len(schedules)} schedules (sweep)", flush=True)
-        timed = time_schedules(decoder.objective(seed=1), schedules, self.args.repeats)
+        timed = time_schedules(decoder.objective(seed=1), schedules, self.args.repeats,
+                               progress=f"[bible] {model} sweep")
         return [{"steps": n, "uniform_bleu": round(timed[f"vanilla-{n}"]["bleu"], 2),
                  "searched_bleu": round(timed[f"tp-{n}"]["bleu"], 2), "searched_timesteps": found[n]["timesteps"],
                  "searched_rates": found[n]["rates"],

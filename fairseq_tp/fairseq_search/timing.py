@@ -2,20 +2,27 @@
 import os
 import platform
 import statistics
-from typing import Dict
+from typing import Dict, Optional
 
 from ..schedules import Schedule
 from .objective import FewShotBleu
 
 
-def time_schedules(objective: FewShotBleu, schedules: Dict[str, Schedule], repeats: int = 3):
+def time_schedules(objective: FewShotBleu, schedules: Dict[str, Schedule], repeats: int = 3,
+                   progress: Optional[str] = None):
     """BLEU and median sentences/s of each schedule on the objective's sentences, decoding from
-    scratch one schedule at a time; repeats interleave the schedules so drift hits them alike."""
+    scratch one schedule at a time; repeats interleave the schedules so drift hits them alike.
+    ``progress``: a tqdm bar on stderr with this description, one step per decode."""
+    from tqdm import tqdm
+
     objective.translate([min(schedules.values(), key=lambda s: s.steps)])  # warm-up: no row pays first-call costs
     runs = {name: [] for name in schedules}
-    for _ in range(repeats):
-        for name, schedule in schedules.items():
-            runs[name].append(objective.timed(schedule))
+    with tqdm(total=repeats * len(schedules), desc=progress, unit="decode", disable=progress is None) as bar:
+        for _ in range(repeats):
+            for name, schedule in schedules.items():
+                bar.set_postfix_str(name, refresh=True)
+                runs[name].append(objective.timed(schedule))
+                bar.update()
     return {name: {"timesteps": list(schedules[name].timesteps), "bleu": r[0][0],
                    "sents_per_s": statistics.median(speed for _, speed in r)} for name, r in runs.items()}
 

@@ -259,7 +259,8 @@ def evaluate_on_subset(report: SearchReport, run: PreparedSearch, search: Search
     eval_objective = run.loaded.objective(run.eval_dataset, eval_ids, run.bleu, seed=run.seed,
                                           schedules_per_batch=search.schedules_per_batch)
     report.evaluation = timing.time_schedules(
-        eval_objective, {"uniform": report.result.baseline_schedule, "searched": report.chosen})
+        eval_objective, {"uniform": report.result.baseline_schedule, "searched": report.chosen},
+        progress=f"timing on '{search.eval_subset}'" if run.progress else None)
     report.record["eval"] = {"subset": search.eval_subset, **report.evaluation}
     write_output(search.output, report.chosen, report.record)
 
