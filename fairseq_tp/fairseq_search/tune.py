@@ -332,6 +332,11 @@ def confirmation_sentences(subset_size: int, shot_ids, search: SearchConfig, sho
     return [rest[i] for i in draw_shots(len(rest), count, derive_seed(shot_seed, 0, "confirm"))]
 
 
+def mean_bleu(bleu, statistics) -> float:
+    """Corpus BLEU of one schedule's per-sentence statistics [sentences, draws, k], averaged over noise draws."""
+    return float(np.mean([bleu.from_statistics([int(x) for x in draw]) for draw in statistics.sum(axis=0)]))
+
+
 def confirm(objective, ids: List[int], result: SearchResult, bleu, search: SearchConfig, log: str, T: int,
             space: ScheduleSpace, seed: int) -> Tuple[Dict[str, Any], Optional[Schedule]]:
     """Decode the best --confirm-top schedules and uniform on the confirmation sentences ``ids`` (``objective``
@@ -358,7 +363,7 @@ def confirm(objective, ids: List[int], result: SearchResult, bleu, search: Searc
                 statistics = objective.sentence_statistics(chunk)
                 seconds = (time.perf_counter() - t0) / len(chunk)
                 for schedule, stats in zip(chunk, statistics):
-                    score = float(np.mean([bleu.from_statistics([int(x) for x in draw]) for draw in stats.sum(0)]))
+                    score = mean_bleu(bleu, stats)
                     done[schedule] = Confirmation(schedule, score, digest, stats.tolist(), seconds, time.time())
                     trial_log.append_confirmation(done[schedule])
     statistics = np.array([done[s].statistics for s in schedules], dtype=np.int64)
@@ -407,10 +412,8 @@ def confirm_front(objective, ids: List[int], front: Front, spaces, bleu, search:
                                   spaces[p.steps], seed) for p in front.points}
     unconfirmed = [p.result.baseline_schedule for p in front.points if "skipped" in confirmed[p.steps][0]]
     decoded = list(dict.fromkeys([front.reference_schedule, *unconfirmed]))  # N = T's uniform is the reference
-    scores = {}
-    for schedule in decoded:  # one at a time: schedules decoded together share N
-        draws = objective.sentence_statistics([schedule])[0].sum(axis=0)  # [draws, k]
-        scores[schedule] = float(np.mean([bleu.from_statistics([int(x) for x in draw]) for draw in draws]))
+    # one at a time: schedules decoded together must share N
+    scores = {s: mean_bleu(bleu, objective.sentence_statistics([s])[0]) for s in decoded}
     reference = scores[front.reference_schedule]
     points = []
     for p in front.points:
